@@ -1,0 +1,28 @@
+"""The exceptions eventmon raises.
+
+Every error eventmon raises on purpose derives from :class:`EventmonError`::
+
+    EventmonError
+    └── ConfigurationError (also a ValueError)
+        └── RuleError          a bad alert rule: syntax, unknown metric, bad duration
+
+Configuration errors are raised when something is *defined* (a collector, a
+middleware, a rule), never while a request is being served: the request path and
+background loops log and count their faults instead of raising into the host app.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigurationError", "EventmonError", "RuleError"]
+
+
+class EventmonError(Exception):
+    """Base class of every exception eventmon raises on purpose."""
+
+
+class ConfigurationError(EventmonError, ValueError):
+    """A setting has a value eventmon cannot work with; the message says what to change."""
+
+
+class RuleError(ConfigurationError):
+    """An alert rule cannot be parsed or refers to something that does not exist."""

@@ -1,0 +1,227 @@
+"""Pure ASGI middleware: Starlette, FastAPI, or any ASGI application.
+
+One line::
+
+    app.add_middleware(EventmonMiddleware)          # Starlette / FastAPI
+    app = EventmonMiddleware(app)                   # any ASGI app
+
+Per request it reads the clock twice, wraps ``send`` to see the status and the
+final body message, and appends one entry to the collector's journal. The route
+template is read from what Starlette's router leaves in the scope
+(``scope["route"]``), so nothing is matched twice. Websocket and lifespan scopes
+pass straight through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from eventmon._exceptions import ConfigurationError
+from eventmon.collector import MetricsCollector, default_collector
+from eventmon.core.registry import UNMATCHED
+from eventmon.exporters.prometheus import choose_format, render
+from eventmon.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["EventmonMiddleware", "route_template"]
+
+#: Status recorded when the client went away before the response was complete.
+CLIENT_CLOSED = 499
+
+
+def _walk(routes: Iterable[Any], prefix: str, out: dict[int, tuple[Any, str]]) -> None:
+    for route in routes:
+        path = getattr(route, "path", "") or ""
+        sub = getattr(route, "routes", None)
+        if sub is not None and not hasattr(route, "endpoint"):
+            # A Mount or Host: its routes sit under its path.
+            try:
+                _walk(sub, prefix + path, out)
+            except Exception:  # a lazily built sub-app can fail to list its routes
+                continue
+        else:
+            out[id(route)] = (route, prefix + path)
+
+
+def route_template(app: Any) -> dict[int, tuple[Any, str]]:
+    """Full route templates (mount prefixes included) keyed by ``id(route)``."""
+    out: dict[int, tuple[Any, str]] = {}
+    routes = getattr(app, "routes", None)
+    if routes is None:
+        router = getattr(app, "router", None)
+        routes = getattr(router, "routes", None)
+    if routes is not None:
+        _walk(routes, "", out)
+    return out
+
+
+class EventmonMiddleware:
+    """Records every HTTP request in a :class:`~eventmon.MetricsCollector`.
+
+    Args:
+        app: the ASGI application to wrap.
+        collector: where to record (default: the process-wide collector).
+        metrics_path: path at which to serve Prometheus metrics (``None``: don't).
+        exclude_paths: paths not recorded; an entry ending in ``*`` is a prefix.
+        unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
+        endpoint_resolver: ``f(scope) -> str | None`` for apps without Starlette
+            routing; ``None`` from it means unmatched.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        collector: MetricsCollector | None = None,
+        metrics_path: str | None = "/metrics",
+        exclude_paths: Iterable[str] = (),
+        unit: str = "s",
+        endpoint_resolver: Callable[[Scope], str | None] | None = None,
+    ) -> None:
+        if metrics_path is not None and not metrics_path.startswith("/"):
+            raise ConfigurationError(f"metrics_path must start with '/', got {metrics_path!r}")
+        if unit not in ("s", "ms"):
+            raise ConfigurationError(f"unit must be 's' or 'ms', got {unit!r}")
+        excluded = list(exclude_paths)
+        for p in excluded:
+            if not isinstance(p, str) or not p.startswith("/"):
+                raise ConfigurationError(f"exclude_paths entries must start with '/', got {p!r}")
+        self.app = app
+        self.collector = collector if collector is not None else default_collector()
+        self.metrics_path = metrics_path
+        self.unit = unit
+        self.endpoint_resolver = endpoint_resolver
+        self._exact = frozenset(p for p in excluded if not p.endswith("*"))
+        self._prefixes = tuple(p[:-1] for p in excluded if p.endswith("*"))
+        self._templates: dict[int, tuple[Any, str]] = {}
+        self._root: Any = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path == self.metrics_path:
+            await self._serve_metrics(scope, send)
+            return
+        if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
+            await self.app(scope, receive, send)
+            return
+        await self._instrumented(scope, receive, send)
+
+    async def _instrumented(self, scope: Scope, receive: Receive, send: Send) -> None:
+        collector = self.collector
+        clock = collector.clock
+        if self._root is None:
+            self._root = scope.get("app", self.app)
+        status = 0
+        done = False
+        disconnected = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, done
+            kind = message["type"]
+            if kind == "http.response.start":
+                status = message["status"]
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                await send(message)
+                if not done:
+                    done = True
+                    self._finish(scope, status, start)
+                return
+            await send(message)
+
+        async def receive_wrapper() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected = True
+            return message
+
+        try:
+            collector.request_started()
+        except Exception:
+            collector.internal_error("asgi.start")
+        start = clock()
+        try:
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except BaseException as exc:
+            if not done:
+                done = True
+                client_gone = disconnected or isinstance(exc, OSError)
+                self._finish(scope, CLIENT_CLOSED if client_gone else 500, start)
+            raise
+        else:
+            if not done:
+                # The app returned without finishing its response: the client went
+                # away, or the server will answer 500 on the app's behalf.
+                self._finish(scope, CLIENT_CLOSED if disconnected else (status or 500), start)
+
+    def _finish(self, scope: Scope, status: int, start: float) -> None:
+        collector = self.collector
+        try:
+            end = collector.clock()
+            collector.request_finished()
+            collector._record(scope["method"], self._endpoint(scope), status, end - start, end)
+        except Exception:
+            collector.internal_error("asgi.observe")
+
+    def _endpoint(self, scope: Scope) -> str:
+        route = scope.get("route")
+        if route is None:
+            if self.endpoint_resolver is not None:
+                return self.endpoint_resolver(scope) or UNMATCHED
+            return UNMATCHED
+        found = self._templates.get(id(route))
+        if found is not None and found[0] is route:
+            return found[1]
+        return self._learn(route)
+
+    def _learn(self, route: Any) -> str:
+        """Find a route's full template (with mount prefixes) and remember it."""
+        templates = route_template(self._root) if self._root is not None else {}
+        found = templates.get(id(route))
+        if found is None or found[0] is not route:
+            # Not reachable from the root's routing table (added later, or a
+            # non-Starlette router): its own path is the best we know.
+            template = str(getattr(route, "path", "") or UNMATCHED)
+            found = (route, template)
+        if len(self._templates) < 10_000:
+            self._templates.update(templates)
+            self._templates[id(route)] = found
+        return found[1]
+
+    async def _serve_metrics(self, scope: Scope, send: Send) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            await _respond(send, 405, b"Method Not Allowed\n", "text/plain; charset=utf-8")
+            return
+        accept = None
+        for name, value in scope.get("headers", ()):
+            if name == b"accept":
+                accept = value.decode("latin-1")
+                break
+        openmetrics, content_type = choose_format(accept)
+        try:
+            body = render(self.collector, openmetrics=openmetrics, unit=self.unit)
+        except Exception:
+            self.collector.internal_error("asgi.metrics")
+            await _respond(send, 500, b"eventmon could not render metrics\n", "text/plain")
+            return
+        head = scope["method"] == "HEAD"
+        await _respond(send, 200, b"" if head else body, content_type, length=len(body))
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, content_type: str, *, length: int | None = None
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode("latin-1")),
+                (b"content-length", str(len(body) if length is None else length).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

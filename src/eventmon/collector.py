@@ -1,0 +1,548 @@
+"""MetricsCollector: the one object every adapter, exporter and engine talks to.
+
+The request path (:meth:`MetricsCollector.observe`) appends one tuple to the
+current thread's journal. Everything else — bucket counts, HDR histograms,
+sliding windows, label caps — is worked out when somebody reads: a scrape, the
+realtime snapshot, the alert engine. See :mod:`eventmon.core.journal` for why
+that is exact under any number of threads without a lock on the request path.
+
+Example::
+
+    >>> c = MetricsCollector()
+    >>> c.observe("GET", "/events/{event_id}", 200, 0.042)
+    >>> c.get_realtime_metrics().average_response_time
+    42.0
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eventmon._exceptions import ConfigurationError
+from eventmon.core.counter import Counter
+from eventmon.core.histogram import DEFAULT_BUCKETS, HdrLayout, LatencyHistogram
+from eventmon.core.journal import Journals
+from eventmon.core.process import ProcessStats
+from eventmon.core.registry import (
+    OVERFLOW,
+    UNMATCHED,
+    LabelSetLimit,
+    escape_label_value,
+    validate_label_name,
+    validate_metric_name,
+)
+from eventmon.core.window import SlidingWindow
+from eventmon.hooks import SlowRequestDispatcher, log_slow_request
+from eventmon.snapshot import RealtimeMetrics
+from eventmon.types import Clock, SlowRequestHook
+
+__all__ = ["DEFAULT_QUANTILES", "MetricsCollector", "SeriesSnapshot"]
+
+logger = logging.getLogger("eventmon")
+
+#: Quantiles exported as gauges per endpoint.
+DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
+
+_KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+
+_MICROS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSnapshot:
+    """One (method, endpoint, status_code) series as read at one moment."""
+
+    method: str
+    endpoint: str
+    status_code: str
+    labels: str  # the escaped label pairs, ready for the exposition formats
+    count: int
+    sum: float
+    buckets: tuple[int, ...]  # per bound, not cumulative; the last is +Inf
+
+
+class _Series:
+    """Aggregates of one label set; written only under the journal lock."""
+
+    __slots__ = ("buckets", "count", "endpoint", "hist", "labels", "method", "status", "sum")
+
+    def __init__(
+        self, method: str, endpoint: str, status: str, hist: LatencyHistogram, n_buckets: int
+    ) -> None:
+        self.method = method
+        self.endpoint = endpoint
+        self.status = status
+        self.labels = (
+            f'method="{escape_label_value(method)}",'
+            f'endpoint="{escape_label_value(endpoint)}",'
+            f'status_code="{escape_label_value(status)}"'
+        )
+        self.hist = hist
+        self.count = 0
+        self.sum = 0.0
+        self.buckets = [0] * (n_buckets + 1)
+
+
+class MetricsCollector:
+    """Request metrics for one process: counters, histograms, windows, hooks.
+
+    Args:
+        window: seconds covered by the realtime snapshot's rates (default 60).
+        buckets: Prometheus bucket upper bounds in seconds (default 0.1, 5, 15,
+            50, 100, 500 ms), strictly increasing; +Inf is added.
+        max_label_sets: cap on label sets per metric and on endpoints with a
+            percentile histogram; past it new sets fold into one overflow set.
+        slow_threshold: seconds above which a request is slow (default 1.0).
+        slow_hooks: callables ``(method, endpoint, status_code, seconds)`` run
+            on a background thread for each slow request; ``None`` installs the
+            default hook, which logs a warning; ``()`` installs none.
+        significant_digits: HDR precision (2 = within 1 %, 26.6 KB per endpoint).
+        quantiles: percentiles exported as gauges per endpoint (0–1).
+        clock: monotonic clock in seconds; injected by tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        window: int = 60,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+        max_label_sets: int = 1000,
+        slow_threshold: float = 1.0,
+        slow_hooks: Iterable[SlowRequestHook] | None = None,
+        significant_digits: int = 2,
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        clock: Clock = time.perf_counter,
+        journal_limit: int = 1024,
+    ) -> None:
+        bounds = tuple(float(b) for b in buckets)
+        if not bounds or any(not math.isfinite(b) or b <= 0 for b in bounds):
+            raise ConfigurationError(f"buckets must be positive finite seconds, got {buckets!r}")
+        if any(a >= b for a, b in zip(bounds, bounds[1:], strict=False)):
+            raise ConfigurationError(f"buckets must be strictly increasing, got {buckets!r}")
+        if not (isinstance(slow_threshold, (int, float)) and slow_threshold >= 0):
+            raise ConfigurationError(
+                f"slow_threshold must be a number of seconds >= 0, got {slow_threshold!r}"
+            )
+        for q in quantiles:
+            if not 0 < q < 1:
+                raise ConfigurationError(f"quantiles must be between 0 and 1, got {q!r}")
+        self.bounds = bounds
+        self.quantiles = tuple(quantiles)
+        self.slow_threshold = float(slow_threshold)
+        self.clock = clock
+        self.layout = HdrLayout(significant_digits=significant_digits)
+        self.max_label_sets = max_label_sets
+        self._series: dict[tuple[str, str, int], _Series] = {}
+        self._series_limit = LabelSetLimit("http_requests_total", max_label_sets)
+        self._endpoint_hists: dict[str, LatencyHistogram] = {}
+        self._endpoint_limit = LabelSetLimit("http_request_duration_quantile_seconds", max_label_sets)
+        now = clock()
+        self._window = SlidingWindow(window, started=now)
+        # Overall latency over the recent past: two histograms rotated every window.
+        self._recent = LatencyHistogram(self.layout)
+        self._recent_prev = LatencyHistogram(self.layout)
+        self._recent_until = now + window
+        self._journals = Journals(self._fold, journal_limit)
+        self._counters = Counter()  # user counters and eventmon's own
+        self._counter_help: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._counter_limits: dict[str, LabelSetLimit] = {}
+        self._gauges: dict[str, dict[tuple[str, ...], float]] = {}
+        self._gauge_help: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._gauge_lock = threading.Lock()
+        self._slow = Counter()
+        self._errors = Counter()  # internal faults by place
+        self._error_log_budget: dict[str, int] = {}
+        self._process = ProcessStats()
+        hooks = [log_slow_request] if slow_hooks is None else list(slow_hooks)
+        self._hooks = SlowRequestDispatcher(hooks, on_error=self.record_internal_error)
+        self.started = time.time()
+
+    # ------------------------------------------------------------------ hot path
+
+    def observe(self, method: str, endpoint: str, status_code: int, seconds: float) -> None:
+        """Record one finished request.
+
+        ``endpoint`` should be a route template (``/events/{event_id}``), never a
+        raw path; ``seconds`` is the full duration including the response body.
+        """
+        self._record(method, endpoint, status_code, seconds, self.clock())
+
+    def _record(self, method: str, endpoint: str, status: int, seconds: float, end: float) -> None:
+        """``observe`` with the end time already read (adapters have it)."""
+        journal = self._journals.mine()
+        entries = journal.entries
+        entries.append((method, endpoint, status, seconds, end))
+        if seconds > self.slow_threshold:
+            self._on_slow(method, endpoint, status, seconds)
+        if len(entries) >= self._journals.limit:
+            self._journals.drain_one(journal)
+
+    def _on_slow(self, method: str, endpoint: str, status: int, seconds: float) -> None:
+        self._slow.inc((method, endpoint))
+        self._hooks.submit(method, endpoint, status, seconds)
+
+    def request_started(self) -> None:
+        """Count a request as in progress (adapters call this on entry)."""
+        self._journals.mine().started += 1
+
+    def request_finished(self) -> None:
+        """Count a request as no longer in progress."""
+        self._journals.mine().finished += 1
+
+    # --------------------------------------------------------------- other writes
+
+    def record_response_time(
+        self, endpoint: str, ms: float, *, method: str = "GET", status_code: int = 200
+    ) -> None:
+        """Record a response time in milliseconds (the original API's unit)."""
+        self.observe(method, endpoint, status_code, ms / 1000.0)
+
+    def increment_counter(
+        self, name: str, labels: Mapping[str, str] | None = None, amount: float = 1
+    ) -> None:
+        """Add ``amount`` to the counter ``name`` (exposed as ``<name>_total``).
+
+        The first call defines the counter's label names; later calls must use
+        the same names. Example: ``collector.increment_counter("db_connection_errors")``.
+        """
+        if amount < 0:
+            raise ValueError(f"a counter only goes up; amount must be >= 0, got {amount!r}")
+        label_names, values = _split_labels(labels)
+        known = self._counter_help.get(name)
+        if known is None:
+            known = self.define_counter(name, "", label_names)
+        if known[1] != label_names:
+            raise ConfigurationError(
+                f"counter {name!r} has labels {list(known[1])}, not {list(label_names)}"
+            )
+        self._counters.inc((name, values), amount)
+
+    def define_counter(
+        self, name: str, help: str = "", label_names: Sequence[str] = ()
+    ) -> tuple[str, tuple[str, ...]]:
+        """Declare a counter (with its help text) before first use; idempotent."""
+        family = name[:-6] if name.endswith("_total") else name
+        validate_metric_name(family)
+        names = tuple(validate_label_name(n) for n in label_names)
+        entry = self._counter_help.setdefault(family, (help, names))
+        if family != name:
+            self._counter_help.setdefault(name, entry)
+        self._counter_limits.setdefault(family, LabelSetLimit(family, self.max_label_sets))
+        return entry
+
+    def set_gauge(self, name: str, value: float, labels: Mapping[str, str] | None = None) -> None:
+        """Set the gauge ``name`` to ``value`` (not for the request path: takes a lock)."""
+        label_names, values = _split_labels(labels)
+        with self._gauge_lock:
+            if name not in self._gauge_help:
+                validate_metric_name(name)
+                for n in label_names:
+                    validate_label_name(n)
+                self._gauge_help[name] = ("", label_names)
+            elif self._gauge_help[name][1] != label_names:
+                raise ConfigurationError(
+                    f"gauge {name!r} has labels {list(self._gauge_help[name][1])},"
+                    f" not {list(label_names)}"
+                )
+            series = self._gauges.setdefault(name, {})
+            if values not in series and len(series) >= self.max_label_sets:
+                values = tuple(OVERFLOW for _ in values)
+            series[values] = float(value)
+
+    def add_slow_request_hook(self, hook: SlowRequestHook) -> None:
+        """Also call ``hook(method, endpoint, status_code, seconds)`` for slow requests."""
+        if not callable(hook):
+            raise ConfigurationError(f"a slow-request hook must be callable, got {hook!r}")
+        self._hooks.add_hook(hook)
+
+    def record_internal_error(self, where: str) -> None:
+        """Count a fault inside eventmon (the caller has logged it)."""
+        self._errors.inc(where)
+
+    def internal_error(self, where: str) -> None:
+        """Log the current exception (rate-limited) and count it; never raises."""
+        try:
+            self._errors.inc(where)
+            seen = self._error_log_budget.get(where, 0)
+            self._error_log_budget[where] = seen + 1
+            # The first ten of a kind in full, then one in a thousand: a fault on
+            # every request must not flood the host's logs.
+            if seen < 10 or seen % 1000 == 0:
+                logger.exception("eventmon: internal error in %s (request not affected)", where)
+        except Exception:  # pragma: no cover - logging itself failed
+            pass
+
+    # --------------------------------------------------------------------- fold
+
+    def _fold(self, batch: list[tuple[Any, ...]]) -> None:
+        """Add journal entries to the aggregates; runs under the journal lock."""
+        series = self._series
+        bounds = self.bounds
+        layout = self.layout
+        highest = layout.highest
+        mask = layout.sub_bucket_mask
+        shift = layout.half_count_magnitude
+        shift1 = shift + 1
+        half = layout.half_count
+        window_add = self._window.add
+        recent = self._recent.counts
+        recent_n = 0
+        recent_until = self._recent_until
+        for method, endpoint, status, seconds, end in batch:
+            s = series.get((method, endpoint, status))
+            if s is None:
+                s = self._new_series(method, endpoint, status)
+            s.count += 1
+            s.sum += seconds
+            s.buckets[bisect_left(bounds, seconds)] += 1
+            us = int(seconds * _MICROS)
+            if us > highest:
+                us = highest
+            elif us < 0:
+                us = 0
+            b = (us | mask).bit_length() - shift1
+            idx = ((b + 1) << shift) + (us >> b) - half
+            h = s.hist
+            h.counts[idx] += 1
+            h.total += 1
+            if end >= recent_until:
+                self._recent.total += recent_n
+                recent_n = 0
+                self._rotate_recent(end)
+                recent = self._recent.counts
+                recent_until = self._recent_until
+            recent[idx] += 1
+            recent_n += 1
+            window_add(end, seconds, status >= 500)
+        self._recent.total += recent_n
+
+    def _rotate_recent(self, now: float) -> None:
+        size = self._window.size
+        if now >= self._recent_until + size:
+            self._recent_prev.reset()  # idle for over a window: nothing recent to keep
+        else:
+            self._recent_prev = self._recent
+        self._recent = LatencyHistogram(self.layout)
+        # Keep rotation instants on a fixed grid from start.
+        periods = math.floor((now - self._recent_until) / size) + 1
+        self._recent_until += periods * size
+
+    def _new_series(self, method: str, endpoint: str, status: int) -> _Series:
+        if method not in _KNOWN_METHODS:
+            # Arbitrary methods from clients share one label value (like OpenTelemetry's
+            # _OTHER) and are never stored under their own key, so they cannot grow memory.
+            method = "other"
+            s = self._series.get((method, endpoint, status))
+            if s is not None:
+                return s
+        if not self._series_limit.admits(len(self._series)):
+            okey = (OVERFLOW, OVERFLOW, -1)
+            s = self._series.get(okey)
+            if s is None:
+                s = _Series(OVERFLOW, OVERFLOW, OVERFLOW, self._overflow_hist(), len(self.bounds))
+                self._series[okey] = s
+            return s
+        hist = self._endpoint_hists.get(endpoint)
+        if hist is None:
+            if self._endpoint_limit.admits(len(self._endpoint_hists)):
+                hist = LatencyHistogram(self.layout)
+                self._endpoint_hists[endpoint] = hist
+            else:
+                hist = self._overflow_hist()
+        s = _Series(method, endpoint, str(status), hist, len(self.bounds))
+        self._series[(method, endpoint, status)] = s
+        return s
+
+    def _overflow_hist(self) -> LatencyHistogram:
+        hist = self._endpoint_hists.get(OVERFLOW)
+        if hist is None:
+            hist = LatencyHistogram(self.layout)
+            self._endpoint_hists[OVERFLOW] = hist
+        return hist
+
+    # -------------------------------------------------------------------- reads
+
+    def flush(self) -> None:
+        """Fold every thread's pending observations now (reads do this themselves)."""
+        self._journals.drain()
+
+    def series(self) -> list[SeriesSnapshot]:
+        """Every request series with its count, sum and bucket counts."""
+        with self._journals.lock:
+            self._journals.drain()
+            out = []
+            for s in self._series.values():
+                out.append(
+                    SeriesSnapshot(
+                        s.method, s.endpoint, s.status, s.labels, s.count, s.sum, tuple(s.buckets)
+                    )
+                )
+        return out
+
+    def endpoints(self) -> list[str]:
+        """Endpoints that have a percentile histogram."""
+        with self._journals.lock:
+            self._journals.drain()
+            return list(self._endpoint_hists)
+
+    def histogram(self, endpoint: str | None = None) -> LatencyHistogram:
+        """A copy of one endpoint's latency histogram, or of all endpoints merged."""
+        with self._journals.lock:
+            self._journals.drain()
+            if endpoint is not None:
+                h = self._endpoint_hists.get(endpoint)
+                return h.copy() if h is not None else LatencyHistogram(self.layout)
+            merged = LatencyHistogram(self.layout)
+            for h in self._endpoint_hists.values():
+                merged.merge(h)
+            return merged
+
+    def recent_histogram(self) -> LatencyHistogram:
+        """All endpoints' latencies over the last one to two windows."""
+        with self._journals.lock:
+            self._journals.drain()
+            now = self.clock()
+            if now >= self._recent_until:
+                self._rotate_recent(now)
+            h = self._recent.copy()
+            h.merge(self._recent_prev)
+            return h
+
+    def percentile(self, endpoint: str, p: float) -> float:
+        """Percentile ``p`` (0–100) of ``endpoint``'s response time, in milliseconds.
+
+        Over everything the endpoint has served; 0.0 if it has served nothing.
+        """
+        return self.histogram(endpoint).percentile(p) * 1000.0
+
+    def endpoint_percentiles(self) -> dict[str, list[float]]:
+        """Per endpoint, the configured quantiles in seconds (one pass per endpoint)."""
+        ps = [q * 100.0 for q in self.quantiles]
+        with self._journals.lock:
+            self._journals.drain()
+            hists = list(self._endpoint_hists.items())
+            out = {}
+            for endpoint, h in hists:
+                if h.total:
+                    out[endpoint] = h.percentiles(ps)
+        return out
+
+    def in_progress(self) -> int:
+        """Requests in progress right now."""
+        return self._journals.in_flight()
+
+    def counters(self) -> dict[str, dict[tuple[str, ...], float]]:
+        """User-defined counters: name -> label values -> total."""
+        out: dict[str, dict[tuple[str, ...], float]] = {}
+        for key, v in self._counters.items().items():
+            name, values = key  # type: ignore[misc]
+            family = name[:-6] if name.endswith("_total") else name
+            limit = self._counter_limits.get(family)
+            per = out.setdefault(family, {})
+            if values not in per and limit is not None and not limit.admits(len(per)):
+                values = tuple(OVERFLOW for _ in values)
+            per[values] = per.get(values, 0) + v
+        return out
+
+    def counter_value(self, name: str, labels: Mapping[str, str] | None = None) -> float:
+        """One counter's total; with ``labels=None``, summed over every label set."""
+        family = name[:-6] if name.endswith("_total") else name
+        per = self.counters().get(family, {})
+        if labels is None:
+            return float(sum(per.values()))
+        return float(per.get(_split_labels(labels)[1], 0))
+
+    def counter_labels(self, name: str) -> tuple[str, ...]:
+        return self._counter_help.get(name, ("", ()))[1]
+
+    def gauges(self) -> dict[str, dict[tuple[str, ...], float]]:
+        with self._gauge_lock:
+            return {k: dict(v) for k, v in self._gauges.items()}
+
+    def gauge_labels(self, name: str) -> tuple[str, ...]:
+        return self._gauge_help.get(name, ("", ()))[1]
+
+    def slow_requests(self) -> dict[tuple[str, str], int]:
+        """Slow requests by (method, endpoint)."""
+        return {k: int(v) for k, v in self._slow.items().items()}  # type: ignore[misc]
+
+    def internal_errors(self) -> dict[str, int]:
+        """Faults inside eventmon, by place."""
+        return {str(k): int(v) for k, v in self._errors.items().items()}
+
+    def total_requests(self) -> int:
+        return sum(s.count for s in self.series())
+
+    def get_realtime_metrics(self) -> RealtimeMetrics:
+        """The realtime snapshot over the sliding window."""
+        with self._journals.lock:
+            self._journals.drain()
+            now = self.clock()
+            stats = self._window.stats(now)
+            total = sum(s.count for s in self._series.values())
+        p50, p95, p99 = self.recent_histogram().percentiles((50, 95, 99))
+        rss, mem_pct = self._process.memory()
+        return RealtimeMetrics(
+            active_connections=self.in_progress(),
+            requests_per_second=stats.requests_per_second,
+            average_response_time=stats.mean_latency * 1000.0,
+            error_rate=stats.error_rate,
+            memory_usage=mem_pct,
+            cpu_usage=self._process.cpu_percent(),
+            memory_rss_bytes=rss,
+            p50_response_time=p50 * 1000.0,
+            p95_response_time=p95 * 1000.0,
+            p99_response_time=p99 * 1000.0,
+            total_requests=total,
+            window_seconds=stats.seconds,
+            timestamp=time.time(),
+        )
+
+    getRealtimeMetrics = get_realtime_metrics  # noqa: N815 - the original API's name
+
+    def flush_hooks(self, timeout: float = 5.0) -> bool:
+        """Wait for queued slow-request hooks to run (tests, shutdown)."""
+        return self._hooks.flush(timeout)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop background threads; idempotent."""
+        self._hooks.shutdown(timeout)
+
+
+def _split_labels(labels: Mapping[str, str] | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if not labels:
+        return (), ()
+    items = sorted(labels.items())
+    return tuple(k for k, _ in items), tuple(str(v) for _, v in items)
+
+
+_default: MetricsCollector | None = None
+_default_lock = threading.Lock()
+
+
+def default_collector() -> MetricsCollector:
+    """The process-wide collector that adapters use unless given another."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = MetricsCollector()
+    return _default
+
+
+def set_default_collector(collector: MetricsCollector) -> None:
+    """Replace the process-wide collector (before adapters are created)."""
+    global _default
+    _default = collector
+
+
+__all__ += ["default_collector", "set_default_collector"]

@@ -1,0 +1,88 @@
+"""Sliding windows over the last N seconds: request rate, mean latency, error rate.
+
+One slot per second in a ring; a slot is reused when its second comes round
+again. Observations are added with the time they ended, so a late fold still
+lands in the right second, and anything older than the window is ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eventmon._exceptions import ConfigurationError
+
+__all__ = ["SlidingWindow", "WindowStats"]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStats:
+    """Totals over a window."""
+
+    seconds: float
+    requests: int
+    errors: int
+    latency_sum: float
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def mean_latency(self) -> float:
+        """Mean latency in seconds (0.0 with no request)."""
+        return self.latency_sum / self.requests if self.requests else 0.0
+
+    @property
+    def error_rate(self) -> float:
+        """Share of requests that ended in a 5xx status (0.0 with no request)."""
+        return self.errors / self.requests if self.requests else 0.0
+
+
+class SlidingWindow:
+    """Per-second ring of [second, count, errors, latency sum].
+
+    Not thread-safe by itself; the collector writes to it under its fold lock.
+    """
+
+    __slots__ = ("_ring", "size", "started")
+
+    def __init__(self, size: int = 60, *, started: float = 0.0) -> None:
+        if not isinstance(size, int) or size < 1:
+            raise ConfigurationError(f"window must be a whole number of seconds >= 1, got {size!r}")
+        self.size = size
+        self.started = started
+        self._ring: list[list[float]] = [[-1, 0, 0, 0.0] for _ in range(size)]
+
+    def add(self, at: float, seconds: float, error: bool) -> None:
+        """Add one request that ended at time ``at`` and took ``seconds``."""
+        sec = int(at)
+        slot = self._ring[sec % self.size]
+        if slot[0] != sec:
+            if slot[0] > sec:
+                return  # older than the window
+            slot[0] = sec
+            slot[1] = 0
+            slot[2] = 0
+            slot[3] = 0.0
+        slot[1] += 1
+        slot[3] += seconds
+        if error:
+            slot[2] += 1
+
+    def stats(self, now: float) -> WindowStats:
+        """Totals over the ``size`` seconds up to ``now``.
+
+        The rate divides by the window, or by the time since ``started`` when the
+        window has not yet filled, so the first minute does not read low.
+        """
+        current = int(now)
+        oldest = current - self.size + 1
+        requests = errors = 0
+        latency = 0.0
+        for sec, count, errs, lat in self._ring:
+            if oldest <= sec <= current:
+                requests += int(count)
+                errors += int(errs)
+                latency += lat
+        span = float(min(self.size, max(now - self.started, 1.0)))
+        return WindowStats(span, requests, errors, latency)
