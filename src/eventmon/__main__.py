@@ -1,0 +1,3 @@
+from eventmon.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""The ``eventmon`` command. Each subcommand lives in the module that owns it.
+
+A module listed in ``_COMMANDS`` exposes ``register(subparsers)``, which adds
+its parser and sets ``func`` (``args -> exit code``) as a default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+_COMMANDS: tuple[str, ...] = (
+    # "module" -- each registers one or more subcommands
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eventmon",
+        description="Request metrics, alerts and auto-scaling for Python web apps.",
+    )
+    from eventmon import __version__
+
+    parser.add_argument("--version", action="version", version=f"eventmon {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _COMMANDS:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a clear one-line error, not a traceback, for bad input
+        from eventmon._exceptions import EventmonError
+
+        if isinstance(exc, (EventmonError, OSError)):
+            print(f"eventmon: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
