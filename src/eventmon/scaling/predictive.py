@@ -1,0 +1,582 @@
+"""Predictive scaling: learn the weekly traffic pattern, read the event schedule.
+
+The pieces, from the bottom up:
+
+* :class:`Forecaster` -- an hour-of-day x day-of-week profile of hourly request
+  counts with a level that follows recent traffic (see *Model* below).
+* :func:`predict_traffic_pattern` -- next-hour and next-24-hours predictions and a
+  recommended instance count, or a :class:`TrafficPrediction` flagged
+  ``reactive_only`` when the history is empty or too short to trust.
+* :class:`EventSchedule` -- the Protocol the host app implements to list upcoming
+  events (id, start, end, registered); :class:`InMemoryEventSchedule` is a simple one.
+* :class:`PredictiveScaler` -- combines both into the floor the autoscaler reads.
+
+Contract with the autoscaler: ``PredictiveScaler.floor(now) -> int | None``.
+``None`` means "no opinion, scale reactively"; an ``int`` is the fewest instances
+to run at ``now`` and the autoscaler runs ``max(reactive, floor)`` (clamped to its
+own maximum). ``floor`` never raises: a failing history source is logged, counted
+with ``collector.internal_error("predictive.floor")`` and treated as ``None``.
+
+Model: counts are forecast in log space, ``z = log1p(count)``. Each hour-of-week
+slot and each hour of day keeps an exponentially weighted mean of ``z`` (recent
+weeks count more); a slot seen ``n`` times is blended with its hour of day with
+weight ``n / (n + week_prior)``, so one week of history already gives a usable
+daily shape. A level (the mean log ratio of traffic to that profile) follows recent
+traffic, and the last hour's surprise decays by ``residual_decay`` per hour ahead.
+Surprises are clipped (``clip``) before they update the profile and level, so one
+viral spike does not bend next week's forecast. See docs/forecasting.md for its
+scores against naive baselines on real traces.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from eventmon._exceptions import ConfigurationError, EventmonError
+
+if TYPE_CHECKING:
+    from eventmon.collector import MetricsCollector
+    from eventmon.scaling.history import HistorySource
+
+__all__ = [
+    "EventNotFoundError",
+    "EventSchedule",
+    "Forecaster",
+    "HourlyForecast",
+    "InMemoryEventSchedule",
+    "PredictiveScaler",
+    "ScheduledEvent",
+    "TrafficPrediction",
+    "learn_capacity",
+    "predict_traffic_pattern",
+    "recommend_instances",
+]
+
+logger = logging.getLogger("eventmon.scaling")
+
+HOUR = 3600.0
+MIN_HISTORY_HOURS = 24
+
+
+def _hour_start(ts: float) -> float:
+    return math.floor(ts / HOUR) * HOUR
+
+
+class Forecaster:
+    """Hourly request counts -> forecasts, updated one hour at a time.
+
+    Feed complete hours in order with :meth:`update` (or :meth:`fit`), then ask
+    :meth:`forecast` for any later hour::
+
+        f = Forecaster().fit(hourly)          # [(hour_start_epoch, count), ...]
+        f.forecast(f.last_hour + 3600)        # next hour, or None if unknown
+
+    Hours are placed on the week in ``tz`` (UTC by default).
+    """
+
+    def __init__(
+        self,
+        *,
+        week_alpha: float = 0.4,
+        day_alpha: float = 0.3,
+        level_alpha: float = 0.15,
+        residual_decay: float = 0.5,
+        week_prior: float = 1.0,
+        clip: float = 0.5,
+        min_hours: int = MIN_HISTORY_HOURS,
+        tz: _dt.tzinfo = _dt.timezone.utc,
+    ) -> None:
+        for name, value in (
+            ("week_alpha", week_alpha),
+            ("day_alpha", day_alpha),
+            ("level_alpha", level_alpha),
+        ):
+            if not 0 < value <= 1:
+                raise ConfigurationError(f"{name} must be in (0, 1], got {value!r}")
+        if not 0 <= residual_decay < 1:
+            raise ConfigurationError(f"residual_decay must be in [0, 1), got {residual_decay!r}")
+        if week_prior < 0 or clip <= 0 or min_hours < 1:
+            raise ConfigurationError(
+                "week_prior must be >= 0, clip > 0 and min_hours >= 1, got "
+                f"{week_prior!r}, {clip!r}, {min_hours!r}"
+            )
+        self.week_alpha = week_alpha
+        self.day_alpha = day_alpha
+        self.level_alpha = level_alpha
+        self.residual_decay = residual_decay
+        self.week_prior = week_prior
+        self.clip = clip
+        self.min_hours = min_hours
+        self.tz = tz
+        self._week: list[float | None] = [None] * 168
+        self._week_n = [0] * 168
+        self._day: list[float | None] = [None] * 24
+        self._level = 0.0
+        self._residual = 0.0
+        self.hours_seen = 0
+        self.last_hour: float | None = None
+
+    # ------------------------------------------------------------------ learning
+
+    def _slots(self, hour_start: float) -> tuple[int, int]:
+        d = _dt.datetime.fromtimestamp(hour_start, self.tz)
+        return d.weekday() * 24 + d.hour, d.hour
+
+    def _seasonal(self, week_slot: int, day_slot: int) -> float | None:
+        day = self._day[day_slot]
+        week = self._week[week_slot]
+        if week is None or day is None:
+            return day if week is None else week
+        n = self._week_n[week_slot]
+        w = n / (n + self.week_prior) if self.week_prior else 1.0
+        return w * week + (1.0 - w) * day
+
+    def update(self, hour_start: float, count: float) -> None:
+        """Learn one complete hour; hours must come in increasing order."""
+        hour_start = _hour_start(hour_start)
+        if self.last_hour is not None and hour_start <= self.last_hour:
+            raise ValueError(
+                f"hours must be given in increasing order: {hour_start} after {self.last_hour}"
+            )
+        z = math.log1p(max(float(count), 0.0))
+        week_slot, day_slot = self._slots(hour_start)
+        seasonal = self._seasonal(week_slot, day_slot)
+        learned = z
+        if seasonal is not None:
+            # Clip the surprise before learning from it: a one-off spike moves
+            # neither the level nor the profile by more than ``clip`` (in log units).
+            clipped = max(-self.clip, min(self.clip, z - seasonal - self._level))
+            learned = seasonal + self._level + clipped
+            self._level += self.level_alpha * clipped
+            self._residual = z - seasonal - self._level
+        day = self._day[day_slot]
+        self._day[day_slot] = learned if day is None else day + self.day_alpha * (learned - day)
+        week = self._week[week_slot]
+        self._week[week_slot] = (
+            learned if week is None else week + self.week_alpha * (learned - week)
+        )
+        self._week_n[week_slot] += 1
+        self.hours_seen += 1
+        self.last_hour = hour_start
+
+    def fit(self, hourly: Iterable[tuple[float, float]]) -> Forecaster:
+        """Learn ``(hour_start, count)`` pairs in time order; returns ``self``."""
+        for hour_start, count in hourly:
+            self.update(hour_start, count)
+        return self
+
+    # --------------------------------------------------------------- forecasting
+
+    @property
+    def ready(self) -> bool:
+        """Whether enough hours were seen to trust a forecast (``min_hours``)."""
+        return self.hours_seen >= self.min_hours
+
+    def forecast(self, hour_start: float) -> float | None:
+        """Expected count for the hour starting at ``hour_start``, or None if unknown."""
+        if self.last_hour is None:
+            return None
+        hour_start = _hour_start(hour_start)
+        seasonal = self._seasonal(*self._slots(hour_start))
+        if seasonal is None:
+            return None
+        ahead = max(1.0, (hour_start - self.last_hour) / HOUR)
+        z = seasonal + self._level + self._residual * self.residual_decay**ahead
+        return max(0.0, math.expm1(z))
+
+    def daily_profile(self) -> list[float | None]:
+        """The learned typical count for each hour of day (0-23), level included."""
+        return [None if d is None else math.expm1(d + self._level) for d in self._day]
+
+
+# ------------------------------------------------------------------- prediction
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyForecast:
+    """One forecast hour: its start (epoch seconds), count and instances."""
+
+    timestamp: float
+    predicted: float
+    recommended_instances: int | None
+
+    def to_dict(self) -> dict[str, object]:
+        iso = _dt.datetime.fromtimestamp(self.timestamp, _dt.timezone.utc).isoformat()
+        return {
+            "timestamp": iso,
+            "predicted": round(self.predicted, 3),
+            "recommended_instances": self.recommended_instances,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficPrediction:
+    """What :func:`predict_traffic_pattern` knows about the coming hours.
+
+    ``reactive_only`` is true (and ``next_hour``/``recommended_instances`` are
+    None, ``hourly`` empty) when the history is too short; ``reason`` says why.
+    """
+
+    generated_at: float
+    next_hour: float | None
+    hourly: tuple[HourlyForecast, ...]
+    recommended_instances: int | None
+    capacity_per_instance: float | None
+    capacity_learned: bool
+    history_hours: int
+    reactive_only: bool
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "generated_at": self.generated_at,
+            "next_hour": self.next_hour,
+            "recommended_instances": self.recommended_instances,
+            "capacity_per_instance": self.capacity_per_instance,
+            "capacity_learned": self.capacity_learned,
+            "history_hours": self.history_hours,
+            "reactive_only": self.reactive_only,
+            "reason": self.reason,
+            "hourly": [h.to_dict() for h in self.hourly],
+        }
+
+
+def recommend_instances(
+    predicted: float,
+    capacity_per_instance: float,
+    *,
+    headroom: float = 0.2,
+    min_instances: int = 1,
+    max_instances: int | None = None,
+) -> int:
+    """Instances to serve ``predicted`` requests with ``headroom`` spare, clamped."""
+    need = math.ceil(predicted * (1.0 + headroom) / capacity_per_instance - 1e-9)
+    n = max(min_instances, need)
+    return n if max_instances is None else min(max_instances, n)
+
+
+def learn_capacity(
+    samples: Iterable[tuple[float, float]], *, quantile: float = 0.9, min_samples: int = 24
+) -> float | None:
+    """Requests per hour one instance has served, from ``(requests, instances)`` hours.
+
+    The ``quantile`` of per-instance load over hours that ran with instances: the
+    fleet has carried that much per instance before. None if fewer than
+    ``min_samples`` usable hours.
+    """
+    loads = sorted(r / n for r, n in samples if n and n > 0 and r > 0)
+    if len(loads) < min_samples:
+        return None
+    return loads[min(len(loads) - 1, int(quantile * len(loads)))]
+
+
+def predict_traffic_pattern(
+    hourly: Sequence[tuple[float, float]],
+    *,
+    now: float,
+    horizon: int = 24,
+    capacity_per_instance: float | None = None,
+    instances: Sequence[tuple[float, float]] = (),
+    headroom: float = 0.2,
+    min_instances: int = 1,
+    max_instances: int | None = None,
+    forecaster: Forecaster | None = None,
+) -> TrafficPrediction:
+    """Forecast the ``horizon`` hours after ``now`` from complete-hour counts.
+
+    ``hourly`` is ``[(hour_start, count), ...]`` in time order; hours at or after
+    the start of ``now``'s hour are ignored (they are not complete). ``instances``
+    (``[(hour_start, instances), ...]``) lets the capacity per instance be learned;
+    a learned capacity wins over ``capacity_per_instance``. Without any capacity
+    the prediction has no instance recommendation.
+    """
+    if horizon < 1:
+        raise ConfigurationError(f"horizon must be at least 1 hour, got {horizon!r}")
+    if capacity_per_instance is not None and capacity_per_instance <= 0:
+        raise ConfigurationError(
+            f"capacity_per_instance must be > 0 requests per hour, got {capacity_per_instance!r}"
+        )
+    current = _hour_start(now)
+    complete = [(t, c) for t, c in hourly if t < current]
+    f = forecaster if forecaster is not None else Forecaster()
+    f.fit(complete)
+    capacity = capacity_per_instance
+    learned = False
+    if instances:
+        by_hour = dict(complete)
+        cap = learn_capacity((by_hour[t], n) for t, n in instances if t in by_hour)
+        if cap is not None:
+            capacity, learned = cap, True
+    if not f.ready:
+        return TrafficPrediction(
+            generated_at=now,
+            next_hour=None,
+            hourly=(),
+            recommended_instances=None,
+            capacity_per_instance=capacity,
+            capacity_learned=learned,
+            history_hours=f.hours_seen,
+            reactive_only=True,
+            reason=(
+                "no request history yet"
+                if f.hours_seen == 0
+                else f"history too short: {f.hours_seen} of {f.min_hours} hours needed"
+            )
+            + "; falling back to reactive scaling",
+        )
+    hours: list[HourlyForecast] = []
+    for i in range(horizon):
+        t = current + i * HOUR
+        p = f.forecast(t)
+        if p is None:
+            continue
+        rec = (
+            None
+            if capacity is None
+            else recommend_instances(
+                p,
+                capacity,
+                headroom=headroom,
+                min_instances=min_instances,
+                max_instances=max_instances,
+            )
+        )
+        hours.append(HourlyForecast(t, p, rec))
+    first = hours[0] if hours and hours[0].timestamp == current else None
+    return TrafficPrediction(
+        generated_at=now,
+        next_hour=first.predicted if first else None,
+        hourly=tuple(hours),
+        recommended_instances=first.recommended_instances if first else None,
+        capacity_per_instance=capacity,
+        capacity_learned=learned,
+        history_hours=f.hours_seen,
+        reactive_only=first is None,
+        reason="" if first else "no pattern learned for the coming hour yet",
+    )
+
+
+# ---------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledEvent:
+    """An upcoming event: start and end in epoch seconds, registrations so far."""
+
+    id: str
+    start: float
+    end: float
+    registered: int
+
+
+@runtime_checkable
+class EventSchedule(Protocol):
+    """What the host app supplies: its upcoming events, looked up by id."""
+
+    def get(self, event_id: str) -> ScheduledEvent | None:
+        """The event with this id, or None."""
+
+    def upcoming(self, now: float) -> Iterable[ScheduledEvent]:
+        """Events that have not ended at ``now``."""
+
+
+class InMemoryEventSchedule:
+    """An :class:`EventSchedule` kept in a dict; thread-safe."""
+
+    def __init__(self, events: Iterable[ScheduledEvent] = ()) -> None:
+        self._lock = threading.Lock()
+        self._events: dict[str, ScheduledEvent] = {}
+        for e in events:
+            self.add(e)
+
+    def add(self, event: ScheduledEvent) -> None:
+        """Add or replace an event (e.g. with an updated registration count)."""
+        if event.end <= event.start:
+            raise ConfigurationError(f"event {event.id!r} must end after it starts")
+        if event.registered < 0:
+            raise ConfigurationError(f"event {event.id!r} has a negative registered count")
+        with self._lock:
+            self._events[event.id] = event
+
+    def remove(self, event_id: str) -> None:
+        with self._lock:
+            self._events.pop(event_id, None)
+
+    def get(self, event_id: str) -> ScheduledEvent | None:
+        with self._lock:
+            return self._events.get(event_id)
+
+    def upcoming(self, now: float) -> list[ScheduledEvent]:
+        with self._lock:
+            return sorted((e for e in self._events.values() if e.end > now), key=lambda e: e.start)
+
+
+class EventNotFoundError(EventmonError, KeyError):
+    """``pre_scale_for_event`` was given an id the schedule does not know."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Prediction:
+    at: float
+    value: TrafficPrediction | None
+
+
+@dataclass
+class PredictiveScaler:
+    """The floor the autoscaler reads: predicted traffic and scheduled events.
+
+    ``pre_scale_for_event(id)`` raises the floor to ``ceil(registered / divisor)``
+    from ``lead_time`` seconds before the event starts until it ends, clamped to
+    ``max_instances`` unless ``allow_above_max``. With ``history`` set, the
+    traffic forecast for the hours overlapping ``[now, now + lead_time]`` also
+    counts (recomputed every ``refresh`` seconds)::
+
+        scaler = PredictiveScaler(schedule, history=store, capacity_per_instance=36_000)
+        scaler.pre_scale_for_event("concert-42")
+        autoscaler_floor = scaler.floor()      # int, or None for "reactive only"
+    """
+
+    schedule: EventSchedule
+    history: HistorySource | None = None
+    divisor: float = 1000.0
+    lead_time: float = 900.0
+    max_instances: int = 20
+    min_instances: int = 1
+    allow_above_max: bool = False
+    watch_schedule: bool = False
+    capacity_per_instance: float | None = None
+    headroom: float = 0.2
+    history_days: int = 28
+    refresh: float = 300.0
+    collector: MetricsCollector | None = None
+    clock: Callable[[], float] = time.time
+    _events: set[str] = field(default_factory=set, init=False, repr=False)
+    _cached: _Prediction | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.divisor <= 0:
+            raise ConfigurationError(
+                f"divisor must be > 0 registrations per instance, got {self.divisor!r}"
+            )
+        if self.lead_time < 0:
+            raise ConfigurationError(f"lead_time must be >= 0 seconds, got {self.lead_time!r}")
+        if not 1 <= self.min_instances <= self.max_instances:
+            raise ConfigurationError(
+                f"need 1 <= min_instances <= max_instances, got {self.min_instances!r} "
+                f"and {self.max_instances!r}"
+            )
+        if not isinstance(self.schedule, EventSchedule):
+            raise ConfigurationError("schedule must have get(event_id) and upcoming(now) methods")
+
+    # ------------------------------------------------------------------- events
+
+    def pre_scale_for_event(self, event_id: str) -> int:
+        """Plan capacity for an event; returns the floor it will hold while active."""
+        event = self.schedule.get(event_id)
+        if event is None:
+            raise EventNotFoundError(f"no event {event_id!r} in the schedule")
+        with self._lock:
+            self._events.add(event_id)
+        return self._event_instances(event)
+
+    def cancel_pre_scale(self, event_id: str) -> None:
+        with self._lock:
+            self._events.discard(event_id)
+
+    def _event_instances(self, event: ScheduledEvent) -> int:
+        n = max(self.min_instances, math.ceil(event.registered / self.divisor))
+        return n if self.allow_above_max else min(n, self.max_instances)
+
+    def event_floor(self, now: float | None = None) -> int | None:
+        """The highest floor of the events active at ``now`` (None if none)."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            ids = set(self._events)
+        events: dict[str, ScheduledEvent] = {}
+        for event_id in ids:
+            e = self.schedule.get(event_id)
+            if e is None or e.end <= now:
+                if e is None or e.end <= now - 86400:  # forget long-finished events
+                    self.cancel_pre_scale(event_id)
+                continue
+            events[e.id] = e
+        if self.watch_schedule:
+            events.update((e.id, e) for e in self.schedule.upcoming(now))
+        best: int | None = None
+        for e in events.values():
+            if e.start - self.lead_time <= now < e.end:
+                n = self._event_instances(e)
+                best = n if best is None else max(best, n)
+        return best
+
+    # -------------------------------------------------------------- prediction
+
+    def predict_traffic_pattern(self, now: float | None = None) -> TrafficPrediction:
+        """Forecast from the history source (raises if the source fails)."""
+        if self.history is None:
+            raise ConfigurationError("PredictiveScaler has no history source to forecast from")
+        now = self.clock() if now is None else now
+        end = _hour_start(now)
+        start = end - self.history_days * 86400
+        hourly = self.history.requests(start, end, step=HOUR)
+        instances = self.history.instances(start, end, step=HOUR)
+        return predict_traffic_pattern(
+            hourly,
+            now=now,
+            horizon=24,
+            capacity_per_instance=self.capacity_per_instance,
+            instances=instances,
+            headroom=self.headroom,
+            min_instances=self.min_instances,
+            max_instances=None if self.allow_above_max else self.max_instances,
+        )
+
+    def predicted_floor(self, now: float | None = None) -> int | None:
+        """Instances the forecast asks for over ``[now, now + lead_time]``, or None."""
+        if self.history is None:
+            return None
+        now = self.clock() if now is None else now
+        cached = self._cached
+        if cached is None or not cached.at <= now < cached.at + self.refresh:
+            try:
+                value: TrafficPrediction | None = self.predict_traffic_pattern(now)
+            except Exception:
+                value = None
+                if self.collector is not None:
+                    self.collector.internal_error("predictive.floor")
+                else:
+                    logger.exception("eventmon: predictive floor failed; scaling reactively")
+            cached = self._cached = _Prediction(now, value)
+        p = cached.value
+        if p is None or p.reactive_only:
+            return None
+        lo, hi = _hour_start(now), now + self.lead_time
+        recs = [
+            h.recommended_instances
+            for h in p.hourly
+            if h.recommended_instances is not None and lo <= h.timestamp <= hi
+        ]
+        return max(recs) if recs else None
+
+    def floor(self, now: float | None = None) -> int | None:
+        """``max(predicted, event floors)`` at ``now``; None means reactive only."""
+        try:
+            now = self.clock() if now is None else now
+            values = [
+                v for v in (self.predicted_floor(now), self.event_floor(now)) if v is not None
+            ]
+            return max(values) if values else None
+        except Exception:
+            if self.collector is not None:
+                self.collector.internal_error("predictive.floor")
+            else:
+                logger.exception("eventmon: predictive floor failed; scaling reactively")
+            return None
