@@ -15,6 +15,7 @@ __all__ = ["main"]
 
 _COMMANDS: tuple[str, ...] = (
     # "module" -- each registers one or more subcommands
+    "eventmon.scaling.forecast_cli",
 )
 
 
