@@ -66,6 +66,9 @@ class EventmonMiddleware:
         unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
         endpoint_resolver: ``f(scope) -> str | None`` for apps without Starlette
             routing; ``None`` from it means unmatched.
+        dashboard: serve the built-in dashboard: ``True`` for one on this
+            collector at ``/eventmon/``, or a :class:`eventmon.dashboard.Dashboard`
+            (prefix, token, providers); off by default. Not recorded as requests.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class EventmonMiddleware:
         exclude_paths: Iterable[str] = (),
         unit: str = "s",
         endpoint_resolver: Callable[[Scope], str | None] | None = None,
+        dashboard: Any = None,
     ) -> None:
         if metrics_path is not None and not metrics_path.startswith("/"):
             raise ConfigurationError(f"metrics_path must start with '/', got {metrics_path!r}")
@@ -95,8 +99,21 @@ class EventmonMiddleware:
         self._prefixes = tuple(p[:-1] for p in excluded if p.endswith("*"))
         self._templates: dict[int, tuple[Any, str]] = {}
         self._root: Any = None
+        self._dashboard: Any = None
+        if dashboard is not None and dashboard is not False:
+            from eventmon.dashboard import Dashboard, DashboardASGI
+
+            if dashboard is True:
+                dashboard = Dashboard(self.collector)
+            if not isinstance(dashboard, Dashboard):
+                raise ConfigurationError(
+                    f"dashboard must be True, False, None or a Dashboard, got {dashboard!r}"
+                )
+            self._dashboard = DashboardASGI(dashboard)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # One coroutine frame for the whole request: an inner helper coroutine
+        # would cost about as much as everything else eventmon does.
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -104,14 +121,13 @@ class EventmonMiddleware:
         if path == self.metrics_path:
             await self._serve_metrics(scope, send)
             return
+        if self._dashboard is not None and self._dashboard.matches(path):
+            await self._dashboard(scope, receive, send)
+            return
         if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
             await self.app(scope, receive, send)
             return
-        await self._instrumented(scope, receive, send)
-
-    async def _instrumented(self, scope: Scope, receive: Receive, send: Send) -> None:
         collector = self.collector
-        clock = collector.clock
         if self._root is None:
             self._root = scope.get("app", self.app)
         status = 0
@@ -127,7 +143,7 @@ class EventmonMiddleware:
                 await send(message)
                 if not done:
                     done = True
-                    self._finish(scope, status, start)
+                    self._finish(token, scope, status, start)
                 return
             await send(message)
 
@@ -139,32 +155,32 @@ class EventmonMiddleware:
             return message
 
         try:
-            collector.request_started()
+            token = collector.begin()
         except Exception:
-            collector.internal_error("asgi.start")
-        start = clock()
+            collector.internal_error("asgi.begin")
+            await self.app(scope, receive, send)
+            return
+        start = collector.clock()
         try:
             await self.app(scope, receive_wrapper, send_wrapper)
         except BaseException as exc:
             if not done:
                 done = True
                 client_gone = disconnected or isinstance(exc, OSError)
-                self._finish(scope, CLIENT_CLOSED if client_gone else 500, start)
+                self._finish(token, scope, CLIENT_CLOSED if client_gone else 500, start)
             raise
         else:
             if not done:
                 # The app returned without finishing its response: the client went
                 # away, or the server will answer 500 on the app's behalf.
-                self._finish(scope, CLIENT_CLOSED if disconnected else (status or 500), start)
+                status = CLIENT_CLOSED if disconnected else (status or 500)
+                self._finish(token, scope, status, start)
 
-    def _finish(self, scope: Scope, status: int, start: float) -> None:
-        collector = self.collector
+    def _finish(self, token: Any, scope: Scope, status: int, start: float) -> None:
         try:
-            end = collector.clock()
-            collector.request_finished()
-            collector._record(scope["method"], self._endpoint(scope), status, end - start, end)
+            self.collector.end(token, scope["method"], self._endpoint(scope), status, start)
         except Exception:
-            collector.internal_error("asgi.observe")
+            self.collector.internal_error("asgi.observe")
 
     def _endpoint(self, scope: Scope) -> str:
         route = scope.get("route")

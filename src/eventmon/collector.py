@@ -20,7 +20,7 @@ import logging
 import math
 import threading
 import time
-from bisect import bisect_left
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 from eventmon._exceptions import ConfigurationError
 from eventmon.core.counter import Counter
 from eventmon.core.histogram import DEFAULT_BUCKETS, HdrLayout, LatencyHistogram
-from eventmon.core.journal import Journals
+from eventmon.core.journal import Journals, ThreadJournal
 from eventmon.core.process import ProcessStats
 from eventmon.core.registry import (
     OVERFLOW,
@@ -141,6 +141,7 @@ class MetricsCollector:
         self.clock = clock
         self.layout = HdrLayout(significant_digits=significant_digits)
         self.max_label_sets = max_label_sets
+        self._cuts, self._slot_of, self._bucket_of = _cut_points(self.layout, bounds)
         self._series: dict[tuple[str, str, int], _Series] = {}
         self._series_limit = LabelSetLimit("http_requests_total", max_label_sets)
         self._endpoint_hists: dict[str, LatencyHistogram] = {}
@@ -152,6 +153,7 @@ class MetricsCollector:
         self._recent_prev = LatencyHistogram(self.layout)
         self._recent_until = now + window
         self._journals = Journals(self._fold, journal_limit)
+        self._journal_limit = journal_limit
         self._counters = Counter()  # user counters and eventmon's own
         self._counter_help: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._counter_limits: dict[str, LabelSetLimit] = {}
@@ -183,8 +185,32 @@ class MetricsCollector:
         entries.append((method, endpoint, status, seconds, end))
         if seconds > self.slow_threshold:
             self._on_slow(method, endpoint, status, seconds)
-        if len(entries) >= self._journals.limit:
+        if len(entries) >= self._journal_limit:
             self._journals.drain_one(journal)
+
+    def begin(self) -> ThreadJournal:
+        """Count a request as in progress; returns the token to pass to :meth:`end`.
+
+        Adapters call ``begin()`` on entry and ``end(token, ...)`` once the last
+        body byte is out: together they read the clock twice and append once.
+        """
+        journal = self._journals.mine()
+        journal.started += 1
+        return journal
+
+    def end(
+        self, token: ThreadJournal, method: str, endpoint: str, status: int, start: float
+    ) -> None:
+        """Record the request begun with ``token`` at ``start`` (``clock()`` time)."""
+        end = self.clock()
+        seconds = end - start
+        token.finished += 1
+        entries = token.entries
+        entries.append((method, endpoint, status, seconds, end))
+        if seconds > self.slow_threshold:
+            self._on_slow(method, endpoint, status, seconds)
+        if len(entries) >= self._journal_limit:
+            self._journals.drain_one(token)
 
     def _on_slow(self, method: str, endpoint: str, status: int, seconds: float) -> None:
         self._slow.inc((method, endpoint))
@@ -284,33 +310,33 @@ class MetricsCollector:
     # --------------------------------------------------------------------- fold
 
     def _fold(self, batch: list[tuple[Any, ...]]) -> None:
-        """Add journal entries to the aggregates; runs under the journal lock."""
+        """Add journal entries to the aggregates; runs under the journal lock.
+
+        This loop is where the per-request work really happens, so it is written
+        for speed: one ``bisect`` into the merged cut points of the HDR slots and
+        the Prometheus bounds gives both the HDR slot and the bucket of a value,
+        and the sliding-window slot is inlined.
+        """
         series = self._series
-        bounds = self.bounds
-        layout = self.layout
-        highest = layout.highest
-        mask = layout.sub_bucket_mask
-        shift = layout.half_count_magnitude
-        shift1 = shift + 1
-        half = layout.half_count
-        window_add = self._window.add
+        cuts = self._cuts
+        slot_of = self._slot_of
+        bucket_of = self._bucket_of
+        ring = self._window.ring
+        size = self._window.size
         recent = self._recent.counts
         recent_n = 0
         recent_until = self._recent_until
+        last_sec = -1
+        wslot: list[Any] = ring[0]
         for method, endpoint, status, seconds, end in batch:
             s = series.get((method, endpoint, status))
             if s is None:
                 s = self._new_series(method, endpoint, status)
             s.count += 1
             s.sum += seconds
-            s.buckets[bisect_left(bounds, seconds)] += 1
-            us = int(seconds * _MICROS)
-            if us > highest:
-                us = highest
-            elif us < 0:
-                us = 0
-            b = (us | mask).bit_length() - shift1
-            idx = ((b + 1) << shift) + (us >> b) - half
+            region = bisect_right(cuts, seconds)
+            s.buckets[bucket_of[region]] += 1
+            idx = slot_of[region]
             h = s.hist
             h.counts[idx] += 1
             h.total += 1
@@ -322,7 +348,22 @@ class MetricsCollector:
                 recent_until = self._recent_until
             recent[idx] += 1
             recent_n += 1
-            window_add(end, seconds, status >= 500)
+            # Sliding window slot: [second, count, errors, latency sum].
+            sec = int(end)
+            if sec != last_sec:
+                wslot = ring[sec % size]
+                last_sec = sec
+                if wslot[0] != sec:
+                    if wslot[0] > sec:
+                        last_sec = -1
+                        continue  # ended before the window: in the totals only
+                    wslot[0] = sec
+                    wslot[1] = wslot[2] = 0
+                    wslot[3] = 0.0
+            wslot[1] += 1
+            wslot[3] += seconds
+            if status >= 500:
+                wslot[2] += 1
         self._recent.total += recent_n
 
     def _rotate_recent(self, now: float) -> None:
@@ -516,6 +557,39 @@ class MetricsCollector:
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop background threads; idempotent."""
         self._hooks.shutdown(timeout)
+
+
+def _cut_points(
+    layout: HdrLayout, bounds: tuple[float, ...]
+) -> tuple[list[float], list[int], list[int]]:
+    """Merged cut points of HDR slots and Prometheus bounds, for a one-bisect fold.
+
+    For a value ``v`` in seconds, ``r = bisect_right(cuts, v)`` is its region;
+    ``slot_of[r]`` is its HDR slot (the slot of ``int(v * 1e6)`` microseconds) and
+    ``bucket_of[r]`` its Prometheus bucket (the first bound ``b`` with ``v <= b``).
+    A bound's cut sits just above it, so a value equal to a bound stays in it.
+    """
+    # Slot i holds integer microseconds [value_at(i), value_at(i + 1)); since a value
+    # v lands in int(v * 1e6), slot i starts at v = value_at(i) / 1e6 (slot 0 at -inf).
+    starts = [(layout.value_at(i) / _MICROS, 0, i) for i in range(1, layout.counts_len)]
+    tops = [(math.nextafter(b, math.inf), 1, k + 1) for k, b in enumerate(bounds)]
+    top_slot = layout.index(layout.highest)  # values beyond the range clamp to it
+    cuts: list[float] = []
+    slot_of = [0]
+    bucket_of = [0]
+    slot = bucket = 0
+    for value, kind, n in sorted(starts + tops):
+        if kind == 0:
+            slot = min(n, top_slot)
+        else:
+            bucket = n
+        if cuts and cuts[-1] == value:
+            slot_of[-1], bucket_of[-1] = slot, bucket
+            continue
+        cuts.append(value)
+        slot_of.append(slot)
+        bucket_of.append(bucket)
+    return cuts, slot_of, bucket_of
 
 
 def _split_labels(labels: Mapping[str, str] | None) -> tuple[tuple[str, ...], tuple[str, ...]]:

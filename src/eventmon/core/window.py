@@ -44,19 +44,19 @@ class SlidingWindow:
     Not thread-safe by itself; the collector writes to it under its fold lock.
     """
 
-    __slots__ = ("_ring", "size", "started")
+    __slots__ = ("ring", "size", "started")
 
     def __init__(self, size: int = 60, *, started: float = 0.0) -> None:
         if not isinstance(size, int) or size < 1:
             raise ConfigurationError(f"window must be a whole number of seconds >= 1, got {size!r}")
         self.size = size
         self.started = started
-        self._ring: list[list[float]] = [[-1, 0, 0, 0.0] for _ in range(size)]
+        self.ring: list[list[float]] = [[-1, 0, 0, 0.0] for _ in range(size)]
 
     def add(self, at: float, seconds: float, error: bool) -> None:
         """Add one request that ended at time ``at`` and took ``seconds``."""
         sec = int(at)
-        slot = self._ring[sec % self.size]
+        slot = self.ring[sec % self.size]
         if slot[0] != sec:
             if slot[0] > sec:
                 return  # older than the window
@@ -79,7 +79,7 @@ class SlidingWindow:
         oldest = current - self.size + 1
         requests = errors = 0
         latency = 0.0
-        for sec, count, errs, lat in self._ring:
+        for sec, count, errs, lat in self.ring:
             if oldest <= sec <= current:
                 requests += int(count)
                 errors += int(errs)
