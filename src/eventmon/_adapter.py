@@ -1,0 +1,94 @@
+"""What every framework adapter shares: validated options, exclusions, the metrics page.
+
+Private: the adapters (``wsgi``, ``flask``, ``django``) build one
+:class:`AdapterOptions` at start-up, ask it per request whether a path is
+excluded, and hand ``/metrics`` requests to :func:`metrics_response`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from eventmon._exceptions import ConfigurationError
+from eventmon.exporters.prometheus import choose_format, render
+
+if TYPE_CHECKING:
+    from eventmon.collector import MetricsCollector
+
+__all__ = ["AdapterOptions", "metrics_response"]
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterOptions:
+    """Where metrics are served, which paths are not recorded, the exposition unit."""
+
+    metrics_path: str | None = "/metrics"
+    exclude_exact: frozenset[str] = frozenset()
+    exclude_prefixes: tuple[str, ...] = ()
+    unit: str = "s"
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        metrics_path: str | None = "/metrics",
+        exclude_paths: Iterable[str] = (),
+        unit: str = "s",
+        source: str = "",
+    ) -> AdapterOptions:
+        """Validate user settings; ``source`` names where they came from, for messages."""
+        where = f" (in {source})" if source else ""
+        if metrics_path is not None and (
+            not isinstance(metrics_path, str) or not metrics_path.startswith("/")
+        ):
+            raise ConfigurationError(
+                f"metrics_path must start with '/' or be None, got {metrics_path!r}{where}"
+            )
+        if unit not in ("s", "ms"):
+            raise ConfigurationError(f"unit must be 's' or 'ms', got {unit!r}{where}")
+        if isinstance(exclude_paths, str):
+            raise ConfigurationError(
+                f"exclude_paths must be a list of paths, not one string{where}:"
+                f" write [{exclude_paths!r}]"
+            )
+        excluded = list(exclude_paths)
+        for p in excluded:
+            if not isinstance(p, str) or not p.startswith("/"):
+                raise ConfigurationError(
+                    f"exclude_paths entries must start with '/', got {p!r}{where}"
+                )
+        return cls(
+            metrics_path=metrics_path,
+            exclude_exact=frozenset(p for p in excluded if not p.endswith("*")),
+            exclude_prefixes=tuple(p[:-1] for p in excluded if p.endswith("*")),
+            unit=unit,
+        )
+
+    def excluded(self, path: str) -> bool:
+        """True if requests for ``path`` are not recorded (an entry ending in ``*`` is a prefix)."""
+        return path in self.exclude_exact or (
+            bool(self.exclude_prefixes) and path.startswith(self.exclude_prefixes)
+        )
+
+
+def metrics_response(
+    collector: MetricsCollector, method: str, accept: str | None, unit: str, where: str
+) -> tuple[int, str, bytes, int]:
+    """(status, content type, body, content length) of a request for the metrics page.
+
+    GET and HEAD only; a fault while rendering is counted under ``where`` and
+    answered with a 500, never raised into the host app.
+    """
+    if method not in ("GET", "HEAD"):
+        body = b"Method Not Allowed\n"
+        return 405, "text/plain; charset=utf-8", body, len(body)
+    openmetrics, content_type = choose_format(accept)
+    try:
+        body = render(collector, openmetrics=openmetrics, unit=unit)
+    except Exception:
+        collector.internal_error(where)
+        body = b"eventmon could not render metrics\n"
+        return 500, "text/plain; charset=utf-8", body, len(body)
+    return 200, content_type, b"" if method == "HEAD" else body, len(body)

@@ -1,0 +1,220 @@
+"""Django middleware, sync and async capable: one line in ``MIDDLEWARE``.
+
+::
+
+    MIDDLEWARE = [
+        "eventmon.django.EventmonMiddleware",   # first, so it times everything
+        ...
+    ]
+    EVENTMON = {"exclude_paths": ["/health"]}   # optional
+
+Under ASGI the middleware runs on the event loop (no thread hop); under WSGI it
+runs in the worker's thread. The endpoint label is the matched URL pattern,
+``request.resolver_match.route`` with a leading ``/`` (``/events/<int:event_id>``);
+requests that match no pattern share one label value. Streaming responses are
+timed until their last chunk. An exception that escapes the view chain is
+recorded once as 500 and re-raised.
+
+``settings.EVENTMON`` keys: ``collector`` (a MetricsCollector or its dotted
+import path), ``metrics_path`` (default ``"/metrics"``; ``None`` to serve the
+page with :func:`metrics_view` from ``urls.py`` instead), ``exclude_paths``,
+``unit``. Reading them touches no database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.http import HttpResponse
+from django.utils.module_loading import import_string
+
+from eventmon._adapter import AdapterOptions, metrics_response
+from eventmon._exceptions import ConfigurationError
+from eventmon.collector import MetricsCollector, default_collector
+from eventmon.core.registry import UNMATCHED
+
+__all__ = ["EventmonMiddleware", "metrics_view"]
+
+_KEYS = frozenset({"collector", "metrics_path", "exclude_paths", "unit"})
+CLIENT_CLOSED = 499
+
+
+def _settings() -> tuple[MetricsCollector, AdapterOptions]:
+    raw = getattr(settings, "EVENTMON", None) or {}
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"settings.EVENTMON must be a dict, got {type(raw).__name__}")
+    unknown = set(raw) - _KEYS
+    if unknown:
+        raise ConfigurationError(
+            f"settings.EVENTMON has unknown keys {sorted(unknown)}; valid keys: {sorted(_KEYS)}"
+        )
+    collector = raw.get("collector")
+    if isinstance(collector, str):
+        try:
+            collector = import_string(collector)
+        except ImportError as e:
+            raise ConfigurationError(f"settings.EVENTMON['collector']: {e}") from e
+    if collector is None:
+        collector = default_collector()
+    elif not isinstance(collector, MetricsCollector):
+        raise ConfigurationError(
+            "settings.EVENTMON['collector'] must be an eventmon.MetricsCollector"
+            f" or its dotted path, got {collector!r}"
+        )
+    options = AdapterOptions.build(
+        metrics_path=raw.get("metrics_path", "/metrics"),
+        exclude_paths=raw.get("exclude_paths", ()),
+        unit=raw.get("unit", "s"),
+        source="settings.EVENTMON",
+    )
+    return collector, options
+
+
+def _metrics(request: Any, collector: MetricsCollector, unit: str) -> Any:
+    status, content_type, body, length = metrics_response(
+        collector, request.method, request.headers.get("Accept"), unit, "django.metrics"
+    )
+    response = HttpResponse(body, status=status, content_type=content_type)
+    response["Content-Length"] = str(length)
+    return response
+
+
+def metrics_view(request: Any) -> Any:
+    """The Prometheus page as a view: ``path("metrics", metrics_view)`` in ``urls.py``."""
+    collector, options = _settings()
+    return _metrics(request, collector, options.unit)
+
+
+class EventmonMiddleware:
+    """Records every request Django serves in a :class:`~eventmon.MetricsCollector`."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        self.get_response = get_response
+        self.collector, self.options = _settings()
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
+        self._metrics_path = self.options.metrics_path
+        self._exact = self.options.exclude_exact
+        self._prefixes = self.options.exclude_prefixes
+        self._routes: dict[str, str] = {}
+
+    def __call__(self, request: Any) -> Any:
+        if self._async:
+            return self.__acall__(request)
+        path = request.path_info
+        if path == self._metrics_path:
+            return _metrics(request, self.collector, self.options.unit)
+        if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
+            return self.get_response(request)
+        collector = self.collector
+        try:
+            collector.request_started()
+        except Exception:
+            collector.internal_error("django.start")
+        start = collector.clock()
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            self._finish(request, 500, start)
+            raise
+        if response.streaming:
+            self._time_stream(request, response, start)
+        else:
+            self._finish(request, response.status_code, start)
+        return response
+
+    async def __acall__(self, request: Any) -> Any:
+        path = request.path_info
+        if path == self._metrics_path:
+            return _metrics(request, self.collector, self.options.unit)
+        if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
+            return await self.get_response(request)
+        collector = self.collector
+        try:
+            collector.request_started()
+        except Exception:
+            collector.internal_error("django.start")
+        start = collector.clock()
+        try:
+            response = await self.get_response(request)
+        except BaseException:
+            self._finish(request, 500, start)
+            raise
+        if response.streaming:
+            self._time_stream(request, response, start)
+        else:
+            self._finish(request, response.status_code, start)
+        return response
+
+    def _time_stream(self, request: Any, response: Any, start: float) -> None:
+        try:
+            content = response.streaming_content
+            wrap = _timed_async if response.is_async else _timed_sync
+            response.streaming_content = wrap(self, request, response, start, content)
+        except Exception:
+            self.collector.internal_error("django.stream")
+            self._finish(request, response.status_code, start)
+
+    def _finish(self, request: Any, status: int, start: float) -> None:
+        collector = self.collector
+        try:
+            end = collector.clock()
+            collector.request_finished()
+            match = request.resolver_match
+            if match is None:
+                endpoint = UNMATCHED
+            else:
+                route = match.route
+                endpoint = self._routes.get(route) or self._learn(route)
+            collector._record(request.method, endpoint, status, end - start, end)
+        except Exception:
+            collector.internal_error("django.observe")
+
+    def _learn(self, route: str | None) -> str:
+        # Django's route has no leading slash; a regex pattern keeps its own form.
+        if not route:
+            return UNMATCHED
+        template = route if route.startswith("^") else "/" + route
+        if len(self._routes) < 10_000:
+            self._routes[route] = template
+        return template
+
+
+def _timed_sync(
+    mw: EventmonMiddleware, request: Any, response: Any, start: float, content: Iterable[bytes]
+) -> Iterator[bytes]:
+    status = CLIENT_CLOSED
+    try:
+        yield from content
+        status = response.status_code
+    except GeneratorExit:
+        raise
+    except BaseException:
+        status = 500
+        raise
+    finally:
+        mw._finish(request, status, start)
+
+
+async def _timed_async(
+    mw: EventmonMiddleware, request: Any, response: Any, start: float, content: Any
+) -> AsyncIterator[bytes]:
+    status = CLIENT_CLOSED
+    try:
+        async for chunk in content:
+            yield chunk
+        status = response.status_code
+    except GeneratorExit:
+        raise
+    except BaseException:
+        status = 500
+        raise
+    finally:
+        mw._finish(request, status, start)

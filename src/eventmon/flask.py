@@ -1,0 +1,110 @@
+"""Flask extension: request metrics labelled by route template, in one line.
+
+::
+
+    from eventmon.flask import Eventmon
+
+    Eventmon(app)                       # or: eventmon = Eventmon(); eventmon.init_app(app)
+
+It wraps ``app.wsgi_app`` in :class:`eventmon.wsgi.EventmonMiddleware` (so
+responses are timed until the server closes them, streams included) and labels
+each request with its ``url_rule.rule`` (``/events/<int:event_id>``, blueprint
+prefixes included). Requests that match no rule share one label value.
+
+Options come from the keyword arguments, else from ``app.config``:
+``EVENTMON_METRICS_PATH`` (default ``"/metrics"``, ``None`` to not serve),
+``EVENTMON_EXCLUDE_PATHS``, ``EVENTMON_UNIT`` and ``EVENTMON_COLLECTOR``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from flask import Flask, request
+
+from eventmon._exceptions import ConfigurationError
+from eventmon.collector import MetricsCollector, default_collector
+from eventmon.wsgi import ENDPOINT_KEY, EventmonMiddleware
+
+__all__ = ["Eventmon"]
+
+_UNSET: Any = object()
+_CONFIG_KEYS = {
+    "EVENTMON_METRICS_PATH": "metrics_path",
+    "EVENTMON_EXCLUDE_PATHS": "exclude_paths",
+    "EVENTMON_UNIT": "unit",
+    "EVENTMON_COLLECTOR": "collector",
+}
+
+
+class Eventmon:
+    """Instruments Flask apps; one instance may serve several apps (app factories).
+
+    Args:
+        app: the app to instrument now (or call :meth:`init_app` later).
+        collector: where to record (default: ``EVENTMON_COLLECTOR``, else the
+            process-wide collector).
+        metrics_path: where to serve Prometheus metrics; ``None``: don't.
+        exclude_paths: paths not recorded; an entry ending in ``*`` is a prefix.
+        unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        collector: MetricsCollector | None = None,
+        metrics_path: str | None = _UNSET,
+        exclude_paths: Iterable[str] = _UNSET,
+        unit: str = _UNSET,
+    ) -> None:
+        self._given: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("collector", collector),
+                ("metrics_path", metrics_path),
+                ("exclude_paths", exclude_paths),
+                ("unit", unit),
+            )
+            if v is not _UNSET and not (k == "collector" and v is None)
+        }
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Wrap ``app.wsgi_app`` and note each request's route template."""
+        if "eventmon" in app.extensions:
+            raise ConfigurationError(
+                f"eventmon is already registered on Flask app {app.name!r}: call"
+                " Eventmon(app) or init_app(app) once per app"
+            )
+        options: dict[str, Any] = {}
+        for key, name in _CONFIG_KEYS.items():
+            if key in app.config:
+                options[name] = app.config[key]
+        options.update(self._given)
+        collector = options.pop("collector", None)
+        if collector is None:
+            collector = default_collector()
+        elif not isinstance(collector, MetricsCollector):
+            raise ConfigurationError(
+                f"EVENTMON_COLLECTOR must be an eventmon.MetricsCollector, got {collector!r}"
+            )
+        middleware = EventmonMiddleware(app.wsgi_app, collector=collector, **options)
+
+        def note_endpoint() -> None:
+            # Runs first among before_request functions, 404s included (url_rule None).
+            rule = request.url_rule
+            if rule is not None:
+                request.environ[ENDPOINT_KEY] = rule.rule
+
+        app.wsgi_app = middleware  # type: ignore[method-assign]
+        app.before_request_funcs.setdefault(None, []).insert(0, note_endpoint)
+        app.extensions["eventmon"] = middleware
+
+    @staticmethod
+    def collector_of(app: Flask) -> MetricsCollector:
+        """The collector an instrumented app records into."""
+        middleware: EventmonMiddleware = app.extensions["eventmon"]
+        return middleware.collector

@@ -1,0 +1,228 @@
+"""Pure WSGI middleware: Flask, Django, or any WSGI application.
+
+One line::
+
+    app = EventmonMiddleware(app)
+
+A request is timed from the middleware's entry until the server calls the
+response iterable's ``close()``, so streaming and file responses are timed
+until their last byte. The status comes from ``start_response``. An exception
+from the application, or from iterating its body, is recorded once as 500 and
+re-raised unchanged; a body the server stopped iterating early (the client went
+away) is recorded as 499.
+
+The endpoint label is read when the request ends: ``environ["eventmon.endpoint"]``
+if the application (or a framework extension such as :mod:`eventmon.flask`)
+put the route template there, else ``endpoint_resolver(environ)``, else the
+shared "unmatched" value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+
+from eventmon._adapter import AdapterOptions, metrics_response
+from eventmon._exceptions import ConfigurationError
+from eventmon.collector import MetricsCollector, default_collector
+from eventmon.core.registry import UNMATCHED
+from eventmon.types import StartResponse, WSGIApp, WSGIEnviron
+
+__all__ = ["ENDPOINT_KEY", "EventmonMiddleware"]
+
+#: The environ key where an application may leave the request's route template.
+ENDPOINT_KEY = "eventmon.endpoint"
+
+#: Status recorded when the server stopped sending the body (the client went away).
+CLIENT_CLOSED = 499
+
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | None
+
+
+class EventmonMiddleware:
+    """Records every HTTP request of a WSGI app in a :class:`~eventmon.MetricsCollector`.
+
+    Args:
+        app: the WSGI application to wrap.
+        collector: where to record (default: the process-wide collector).
+        metrics_path: path at which to serve Prometheus metrics (``None``: don't).
+        exclude_paths: paths not recorded; an entry ending in ``*`` is a prefix.
+        unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
+        endpoint_resolver: ``f(environ) -> str | None``, called after the app
+            ran, for apps that do not set ``environ["eventmon.endpoint"]``;
+            ``None`` from it means unmatched.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        collector: MetricsCollector | None = None,
+        metrics_path: str | None = "/metrics",
+        exclude_paths: Iterable[str] = (),
+        unit: str = "s",
+        endpoint_resolver: Callable[[WSGIEnviron], str | None] | None = None,
+    ) -> None:
+        options = AdapterOptions.build(
+            metrics_path=metrics_path, exclude_paths=exclude_paths, unit=unit
+        )
+        if endpoint_resolver is not None and not callable(endpoint_resolver):
+            raise ConfigurationError(
+                f"endpoint_resolver must be callable, got {endpoint_resolver!r}"
+            )
+        self.app = app
+        self.collector = collector if collector is not None else default_collector()
+        self.options = options
+        self.endpoint_resolver = endpoint_resolver
+        # Flattened for the request path.
+        self._metrics_path = options.metrics_path
+        self._exact = options.exclude_exact
+        self._prefixes = options.exclude_prefixes
+
+    def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == self._metrics_path:
+            return self._serve_metrics(environ, start_response)
+        if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
+            return self.app(environ, start_response)
+        collector = self.collector
+        try:
+            collector.request_started()
+        except Exception:
+            collector.internal_error("wsgi.start")
+        response = _Response(self, environ, start_response, collector.clock())
+        try:
+            body = self.app(environ, response.start_response)
+        except BaseException:
+            response.finish(500)
+            raise
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if file_wrapper is not None and type(body) is file_wrapper:
+            # Keep the server's sendfile path: time the file until the server closes it.
+            original = getattr(body, "close", None)
+            try:
+                body.close = response.close  # type: ignore[attr-defined]
+            except Exception:  # a wrapper with __slots__: wrap it like any body
+                pass
+            else:
+                response.body = body
+                response.inner_close = original if original is not None else _nothing
+                response.exhausted = True  # the server sends it as it likes
+                return body
+        response.body = body
+        return response
+
+    def _serve_metrics(
+        self, environ: WSGIEnviron, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        status, content_type, body, length = metrics_response(
+            self.collector,
+            environ.get("REQUEST_METHOD", "GET"),
+            environ.get("HTTP_ACCEPT"),
+            self.options.unit,
+            "wsgi.metrics",
+        )
+        reason = {200: "OK", 405: "Method Not Allowed"}.get(status, "Internal Server Error")
+        start_response(
+            f"{status} {reason}",
+            [("Content-Type", content_type), ("Content-Length", str(length))],
+        )
+        return [body]
+
+    def endpoint(self, environ: WSGIEnviron) -> str:
+        """The endpoint label of a finished request."""
+        endpoint = environ.get(ENDPOINT_KEY)
+        if endpoint is None and self.endpoint_resolver is not None:
+            endpoint = self.endpoint_resolver(environ)
+        return endpoint or UNMATCHED
+
+
+class _Response:
+    """One request's state; also the response iterable handed to the server."""
+
+    __slots__ = (
+        "_start_response",
+        "body",
+        "done",
+        "environ",
+        "exhausted",
+        "inner_close",
+        "middleware",
+        "start",
+        "status",
+    )
+
+    def __init__(
+        self,
+        middleware: EventmonMiddleware,
+        environ: WSGIEnviron,
+        start_response: StartResponse,
+        start: float,
+    ) -> None:
+        self.middleware = middleware
+        self.environ = environ
+        self._start_response = start_response
+        self.start = start
+        self.status: str | None = None
+        self.body: Iterable[bytes] = ()
+        self.done = False
+        self.exhausted = False
+        self.inner_close: Callable[[], object] | None = None
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo = None
+    ) -> Callable[[bytes], object]:
+        self.status = status
+        return self._start_response(status, headers, exc_info)
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self.body
+        except GeneratorExit:
+            raise
+        except BaseException:
+            self.finish(500)
+            raise
+        self.exhausted = True
+
+    def close(self) -> None:
+        try:
+            close = self.inner_close
+            if close is None:
+                close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        except BaseException:
+            self.finish(500)
+            raise
+        if not self.done:
+            if not self.exhausted:
+                self.finish(CLIENT_CLOSED)
+            elif self.status is None:
+                self.finish(500)
+            else:
+                self.finish(int(self.status[:3]))
+
+    def finish(self, status: int) -> None:
+        if self.done:
+            return
+        self.done = True
+        middleware = self.middleware
+        collector = middleware.collector
+        try:
+            end = collector.clock()
+            collector.request_finished()
+            environ = self.environ
+            collector._record(
+                environ.get("REQUEST_METHOD", "GET"),
+                middleware.endpoint(environ),
+                status,
+                end - self.start,
+                end,
+            )
+        except Exception:
+            collector.internal_error("wsgi.observe")
+
+
+def _nothing() -> None:
+    return None
