@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,7 +146,7 @@ class MetricsCollector:
         self._series: dict[tuple[str, str, int], _Series] = {}
         self._series_limit = LabelSetLimit("http_requests_total", max_label_sets)
         self._endpoint_hists: dict[str, LatencyHistogram] = {}
-        self._endpoint_limit = LabelSetLimit("http_request_duration_quantile_seconds", max_label_sets)
+        self._endpoint_limit = LabelSetLimit("http_request_duration_hdr_seconds", max_label_sets)
         now = clock()
         self._window = SlidingWindow(window, started=now)
         # Overall latency over the recent past: two histograms rotated every window.
@@ -167,6 +168,13 @@ class MetricsCollector:
         hooks = [log_slow_request] if slow_hooks is None else list(slow_hooks)
         self._hooks = SlowRequestDispatcher(hooks, on_error=self.record_internal_error)
         self.started = time.time()
+        #: The worker aggregator when this collector's workers are merged
+        #: (:mod:`eventmon.exporters.multiprocess`); ``None`` in single-process mode.
+        self.multiprocess: Any = None
+        if os.environ.get("EVENTMON_MULTIPROC_DIR"):
+            from eventmon.exporters.multiprocess import enable  # noqa: PLC0415 - opt-in
+
+            enable(self)
 
     # ------------------------------------------------------------------ hot path
 
@@ -549,6 +557,26 @@ class MetricsCollector:
         )
 
     getRealtimeMetrics = get_realtime_metrics  # noqa: N815 - the original API's name
+
+    def add_fold_listener(self, listener: Callable[[list[tuple[Any, ...]]], object]) -> None:
+        """Also hand each folded batch of journal entries to ``listener``.
+
+        Entries are ``(method, endpoint, status, seconds, end)``: for exporters that
+        need every observation (OpenTelemetry). It runs under the journal lock, off
+        the request path: it must be quick and must not read the collector. A
+        listener that raises is logged and counted, never propagated.
+        """
+        with self._journals.lock:
+            previous = self._journals.fold
+
+            def fold(batch: list[tuple[Any, ...]]) -> None:
+                previous(batch)
+                try:
+                    listener(batch)
+                except Exception:
+                    self.internal_error("fold_listener")
+
+            self._journals.fold = fold
 
     def flush_hooks(self, timeout: float = 5.0) -> bool:
         """Wait for queued slow-request hooks to run (tests, shutdown)."""

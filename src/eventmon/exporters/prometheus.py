@@ -10,12 +10,46 @@ and a real Prometheus server in the test suite.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from eventmon.core.process import rss_bytes
+from eventmon.core.registry import escape_label_value
 
 if TYPE_CHECKING:
-    from eventmon.collector import MetricsCollector
+    from eventmon.collector import MetricsCollector, SeriesSnapshot
 
-__all__ = ["CONTENT_TYPE_OPENMETRICS", "CONTENT_TYPE_TEXT", "choose_format", "render"]
+__all__ = [
+    "CONTENT_TYPE_OPENMETRICS",
+    "CONTENT_TYPE_TEXT",
+    "MetricsView",
+    "ProcessSample",
+    "choose_format",
+    "render",
+    "render_families",
+]
+
+#: (escaped label pairs or "", CPU seconds, resident bytes) of one process.
+ProcessSample = tuple[str, float, int]
+
+
+class MetricsView(Protocol):
+    """What :func:`render_families` reads; a collector and the merged workers both are one."""
+
+    @property
+    def bounds(self) -> tuple[float, ...]: ...
+    @property
+    def quantiles(self) -> tuple[float, ...]: ...
+    def series(self) -> Sequence[SeriesSnapshot]: ...
+    def endpoint_percentiles(self) -> Mapping[str, Sequence[float]]: ...
+    def in_progress(self) -> int: ...
+    def slow_requests(self) -> Mapping[tuple[str, str], int]: ...
+    def internal_errors(self) -> Mapping[str, int]: ...
+    def counters(self) -> Mapping[str, Mapping[tuple[str, ...], float]]: ...
+    def counter_labels(self, name: str) -> tuple[str, ...]: ...
+    def gauges(self) -> Mapping[str, Mapping[tuple[str, ...], float]]: ...
+    def gauge_labels(self, name: str) -> tuple[str, ...]: ...
+
 
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -35,8 +69,6 @@ def _num(v: float) -> str:
 
 
 def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
-    from eventmon.core.registry import escape_label_value
-
     return ",".join(f'{n}="{escape_label_value(v)}"' for n, v in zip(names, values, strict=True))
 
 
@@ -45,8 +77,26 @@ def render(collector: MetricsCollector, *, openmetrics: bool = False, unit: str 
 
     ``unit="ms"`` names the histogram ``http_request_duration_ms`` with
     millisecond bounds and sums, like the product's original specification;
-    the default is seconds, Prometheus's base unit.
+    the default is seconds, Prometheus's base unit. With worker aggregation on
+    (``EVENTMON_MULTIPROC_DIR``, :mod:`eventmon.exporters.multiprocess`) the
+    output is that of every worker of the server merged.
     """
+    mp = getattr(collector, "multiprocess", None)
+    if mp is not None:
+        view, processes = mp.scrape()
+        return render_families(view, openmetrics=openmetrics, unit=unit, processes=processes)
+    return render_families(collector, openmetrics=openmetrics, unit=unit)
+
+
+def render_families(
+    view: MetricsView,
+    *,
+    openmetrics: bool = False,
+    unit: str = "s",
+    processes: Sequence[ProcessSample] | None = None,
+) -> bytes:
+    """Render any :class:`MetricsView`; ``processes`` defaults to this process, unlabelled."""
+    collector = view
     if unit not in ("s", "ms"):
         raise ValueError(f"unit must be 's' or 'ms', got {unit!r}")
     scale = 1000.0 if unit == "ms" else 1.0
@@ -78,17 +128,23 @@ def render(collector: MetricsCollector, *, openmetrics: bool = False, unit: str 
         add(f"{hist_name}_sum{{{s.labels}}} {_num(s.sum * scale)}\n")
         add(f"{hist_name}_count{{{s.labels}}} {s.count}\n")
 
-    qname = "http_request_duration_quantile_ms" if unit == "ms" else (
-        "http_request_duration_quantile_seconds"
-    )
-    family(qname, "gauge", "Latency percentiles per endpoint from HDR histograms, since start.")
-    from eventmon.core.registry import escape_label_value
-
+    # HDR percentiles per endpoint, as a summary: precomputed quantiles are what the
+    # summary type is for, and promtool rejects a "quantile" label on a gauge.
+    qname = "http_request_duration_hdr_ms" if unit == "ms" else "http_request_duration_hdr_seconds"
+    family(qname, "summary", "Latency percentiles per endpoint from HDR histograms, since start.")
+    per_endpoint: dict[str, list[float]] = {}
+    for s in series:
+        acc = per_endpoint.setdefault(s.endpoint, [0, 0.0])
+        acc[0] += s.count
+        acc[1] += s.sum
     qlabels = [repr(q) for q in collector.quantiles]
-    for endpoint, values in collector.endpoint_percentiles().items():
+    for endpoint, quantile_values in collector.endpoint_percentiles().items():
         ep = escape_label_value(endpoint)
-        for q, v in zip(qlabels, values, strict=True):
+        for q, v in zip(qlabels, quantile_values, strict=True):
             add(f'{qname}{{endpoint="{ep}",quantile="{q}"}} {_num(v * scale)}\n')
+        count, total = per_endpoint.get(endpoint, (0, 0.0))
+        add(f'{qname}_sum{{endpoint="{ep}"}} {_num(total * scale)}\n')
+        add(f'{qname}_count{{endpoint="{ep}"}} {_num(count)}\n')
 
     family("http_requests_in_progress", "gauge", "HTTP requests being served right now.")
     add(f"http_requests_in_progress {collector.in_progress()}\n")
@@ -106,13 +162,18 @@ def render(collector: MetricsCollector, *, openmetrics: bool = False, unit: str 
     for where, n in sorted(collector.internal_errors().items()):
         add(f'{sample}{{where="{escape_label_value(where)}"}} {n}\n')
 
-    times = os.times()
+    if processes is None:
+        times = os.times()
+        processes = [("", times.user + times.system, rss_bytes())]
     sample = family("process_cpu_seconds_total", "counter", "CPU time of this process.")
-    add(f"{sample} {_num(times.user + times.system)}\n")
-    from eventmon.core.process import rss_bytes
-
+    for lbl, cpu, _ in processes:
+        add(f"{sample}{{{lbl}}} {_num(cpu)}\n" if lbl else f"{sample} {_num(cpu)}\n")
     family("process_resident_memory_bytes", "gauge", "Resident memory of this process.")
-    add(f"process_resident_memory_bytes {rss_bytes()}\n")
+    for lbl, _, rss in processes:
+        if lbl:
+            add(f"process_resident_memory_bytes{{{lbl}}} {rss}\n")
+        else:
+            add(f"process_resident_memory_bytes {rss}\n")
 
     for name, per in sorted(collector.counters().items()):
         names = collector.counter_labels(name)
