@@ -1,0 +1,116 @@
+"""The exposition checked by Prometheus's own parsers and tools."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from eventmon import MetricsCollector
+from eventmon.exporters.prometheus import render
+from servers import require_binary
+
+
+def sample_collector() -> MetricsCollector:
+    c = MetricsCollector(slow_hooks=(), slow_threshold=0.4)
+    for i in range(200):
+        c.observe("GET", "/events/{event_id}", 200, (i % 50) / 100)
+    for _ in range(7):
+        c.observe("POST", "/events", 500, 0.02)
+    c.observe("GET", 'a "quoted" \\ route\nwith newline', 404, 0.001)
+    c.increment_counter("db_connection_errors", amount=2)
+    c.set_gauge("queue_depth", 3, {"queue": "emails"})
+    return c
+
+
+def by_labels(samples, name):  # type: ignore[no-untyped-def]
+    return {tuple(sorted(s.labels.items())): s.value for s in samples if s.name == name}
+
+
+def test_text_format_parses_back_to_the_exact_counts() -> None:
+    c = sample_collector()
+    families = {f.name: f for f in text_string_to_metric_families(render(c).decode())}
+    requests = by_labels(families["http_requests"].samples, "http_requests_total")
+    assert requests[(("endpoint", "/events/{event_id}"), ("method", "GET"), ("status_code", "200"))] == 200
+    assert requests[(("endpoint", "/events"), ("method", "POST"), ("status_code", "500"))] == 7
+    # Label values with quotes, backslashes and a newline survive escaping.
+    assert requests[
+        (("endpoint", 'a "quoted" \\ route\nwith newline'), ("method", "GET"), ("status_code", "404"))
+    ] == 1
+    hist = families["http_request_duration_seconds"]
+    assert hist.type == "histogram"
+    buckets = {
+        s.labels["le"]: s.value
+        for s in hist.samples
+        if s.name.endswith("_bucket") and s.labels["endpoint"] == "/events/{event_id}"
+    }
+    # values 0.00 .. 0.49 s, four of each: le is inclusive
+    assert buckets == {
+        "0.0001": 4.0,
+        "0.005": 4.0,
+        "0.015": 8.0,
+        "0.05": 24.0,
+        "0.1": 44.0,
+        "0.5": 200.0,
+        "+Inf": 200.0,
+    }
+    slow = by_labels(families["http_slow_requests"].samples, "http_slow_requests_total")
+    assert slow == {(("endpoint", "/events/{event_id}"), ("method", "GET")): 36.0}
+    assert families["db_connection_errors"].samples[0].value == 2
+    assert families["queue_depth"].samples[0].labels == {"queue": "emails"}
+    quantiles = by_labels(
+        families["http_request_duration_hdr_seconds"].samples,
+        "http_request_duration_hdr_seconds",
+    )
+    p95 = quantiles[(("endpoint", "/events/{event_id}"), ("quantile", "0.95"))]
+    assert 0.47 <= p95 <= 0.47 * (1 + 1 / 128)
+
+
+def test_openmetrics_format_parses_with_the_strict_parser() -> None:
+    c = sample_collector()
+    text = render(c, openmetrics=True).decode()
+    families = {f.name: f for f in openmetrics_families(text)}
+    requests = by_labels(families["http_requests"].samples, "http_requests_total")
+    assert sum(requests.values()) == 208
+    assert families["http_request_duration_seconds"].type == "histogram"
+
+
+def test_unit_ms_reproduces_the_original_metric_name_and_bounds() -> None:
+    c = sample_collector()
+    families = {f.name: f for f in text_string_to_metric_families(render(c, unit="ms").decode())}
+    hist = families["http_request_duration_ms"]
+    les = sorted({s.labels["le"] for s in hist.samples if s.name.endswith("_bucket")}, key=float)
+    assert les == ["0.1", "5.0", "15.0", "50.0", "100.0", "500.0", "+Inf"]
+    total = [
+        s.value
+        for s in hist.samples
+        if s.name == "http_request_duration_ms_sum" and s.labels["method"] == "POST"
+    ]
+    assert total == [pytest.approx(140.0)]
+
+
+def test_promtool_check_metrics_is_clean() -> None:
+    promtool = require_binary("promtool")
+    c = sample_collector()
+    result = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=render(c),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    assert result.stdout.decode().strip() == ""
+    assert result.stderr.decode().strip() == ""
+
+
+def test_render_1000_label_sets_is_complete() -> None:
+    c = MetricsCollector(slow_hooks=(), max_label_sets=2000)
+    for i in range(1000):
+        c.observe("GET", f"/route/{i}", 200, 0.01)
+    families = {f.name: f for f in text_string_to_metric_families(render(c).decode())}
+    assert len(families["http_requests"].samples) == 1000

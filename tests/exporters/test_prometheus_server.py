@@ -1,0 +1,98 @@
+"""A real Prometheus server scrapes a uvicorn-served app instrumented by eventmon."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from servers import PYTHON, free_port, require_binary, running, stop, wait_for_port
+
+pytestmark = pytest.mark.slow
+
+
+def query(prom_port: int, promql: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{prom_port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=5) as r:
+        body = json.load(r)
+    assert body["status"] == "success", body
+    return body["data"]["result"]  # type: ignore[no-any-return]
+
+
+def poll(prom_port: int, promql: str, want: Any, timeout: float = 40.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    result: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        result = query(prom_port, promql)
+        if result and want(result):
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"{promql} never satisfied the check; last result {result}")
+
+
+def test_prometheus_scrapes_and_histogram_quantile_matches(tmp_path: Path) -> None:
+    prometheus = require_binary("prometheus")
+    app_port, prom_port = free_port(), free_port()
+    server = [PYTHON, "-m", "uvicorn", "apps.starlette_sleepy:app", "--host", "127.0.0.1"]
+    with running([*server, "--port", str(app_port)], app_port):
+        # 60 requests at 20 ms, 40 at 80 ms: p95 is 80 ms, in the (0.05, 0.1] bucket.
+        paths = ["/sleep/20"] * 60 + ["/sleep/80"] * 40
+
+        def get(path: str) -> int:
+            with urllib.request.urlopen(f"http://127.0.0.1:{app_port}{path}", timeout=10) as r:
+                return r.status
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(get, paths)) == {200}
+
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n"
+            "scrape_configs:\n"
+            "  - job_name: app\n"
+            f"    static_configs: [{{targets: ['127.0.0.1:{app_port}']}}]\n"
+        )
+        proc = subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for_port(prom_port, 30, proc)
+            poll(prom_port, 'up{job="app"}', lambda r: r[0]["value"][1] == "1")
+            total = poll(
+                prom_port,
+                'sum(http_requests_total{endpoint="/sleep/{ms}"})',
+                lambda r: float(r[0]["value"][1]) >= 100,
+            )
+            assert float(total[0]["value"][1]) == 100.0
+            [q] = query(
+                prom_port,
+                "histogram_quantile(0.95, sum by (le) "
+                '(http_request_duration_seconds_bucket{endpoint="/sleep/{ms}"}))',
+            )
+            p95_buckets = float(q["value"][1])
+            assert 0.05 < p95_buckets <= 0.1, p95_buckets
+            [hdr] = query(
+                prom_port,
+                'http_request_duration_hdr_seconds{endpoint="/sleep/{ms}",quantile="0.95"}',
+            )
+            p95_hdr = float(hdr["value"][1])
+            # The HDR figure is the real p95 (80 ms plus scheduling), not an interpolation.
+            assert 0.080 <= p95_hdr < 0.2, p95_hdr
+        finally:
+            out = stop(proc)
+        assert "level=ERROR" not in out, out
