@@ -1,0 +1,335 @@
+"""The alert engine: evaluates rules every few seconds, Prometheus-style, and notifies.
+
+States follow Prometheus: a rule whose condition turns true is *pending*; once
+it has held for ``for`` it is *firing* and a notification goes out; while it
+keeps firing the notification is repeated every ``repeat_interval``; when the
+condition clears (after ``keep_firing_for``, if set) it is *resolved* and a
+resolved notice goes out. Evaluation runs on a background thread
+(:meth:`AlertEngine.start`) or an asyncio task (:meth:`AlertEngine.lifespan`);
+it never raises into the app: faults are logged and counted.
+
+Example::
+
+    engine = AlertEngine(collector, default_rules(), notifiers=[SlackNotifier(url)])
+    engine.start()                      # or: Starlette(lifespan=engine.lifespan)
+    ...
+    engine.alerts()                     # [AlertStatus(name="high_error_rate", state="firing", ...)]
+    engine.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from eventmon._exceptions import ConfigurationError, RuleError
+from eventmon.alerting.expr import Condition
+from eventmon.alerting.metrics import SCALE_OUT_GAUGE, RuleMetrics
+from eventmon.alerting.notifiers.base import AlertNotice, Notifier, ScalingEvent
+from eventmon.alerting.notifiers.dispatcher import NotificationDispatcher
+from eventmon.alerting.rules import AlertRule, check_unique
+from eventmon.collector import MetricsCollector, default_collector
+from eventmon.types import Clock
+
+__all__ = ["AlertEngine", "AlertStatus"]
+
+logger = logging.getLogger("eventmon.alerting")
+
+State = Literal["inactive", "pending", "firing", "resolved"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertStatus:
+    """One rule's alert as of the last evaluation (times are Unix seconds)."""
+
+    name: str
+    state: State
+    severity: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    value: float | None
+    active_since: float | None  # when the condition last turned true
+    fired_at: float | None
+    last_notified: float | None
+    resolved_at: float | None
+
+
+@dataclass(slots=True)
+class _Alert:
+    rule: AlertRule
+    condition: Condition
+    state: State = "inactive"
+    value: float | None = None
+    active_since: float | None = None  # monotonic
+    fired_at: float | None = None
+    last_sent: float | None = None
+    clear_since: float | None = None
+    resolved_at: float | None = None
+    wall: dict[str, float] = field(default_factory=dict)
+
+
+class AlertEngine:
+    """Evaluates alert rules against a collector and sends what changes to the notifiers.
+
+    Args:
+        collector: the metrics (default: the process-wide collector).
+        rules: :class:`AlertRule` s (e.g. ``default_rules()`` or ``load_rules(path)``).
+            Unknown metrics, bad units and duplicate names raise RuleError here.
+        notifiers: channels, or give ``dispatcher`` to share one.
+        interval: seconds between evaluations on the background thread/task.
+        repeat_interval: seconds after which a still-firing alert is sent again.
+        declare: counters/gauges the app will create later that rules may name.
+        clock: monotonic seconds (default: the collector's clock).
+        wall_clock: Unix seconds, for the times in notifications.
+    """
+
+    def __init__(
+        self,
+        collector: MetricsCollector | None = None,
+        rules: Iterable[AlertRule] = (),
+        *,
+        notifiers: Iterable[Notifier] = (),
+        dispatcher: NotificationDispatcher | None = None,
+        interval: float = 15.0,
+        repeat_interval: float = 4 * 3600.0,
+        declare: Iterable[str] = (),
+        clock: Clock | None = None,
+        wall_clock: Clock = time.time,
+    ) -> None:
+        if interval <= 0:
+            raise ConfigurationError(f"interval must be > 0 seconds, got {interval!r}")
+        if repeat_interval <= 0:
+            raise ConfigurationError(
+                f"repeat_interval must be > 0 seconds, got {repeat_interval!r}"
+            )
+        self.collector = collector or default_collector()
+        self.clock: Clock = clock or self.collector.clock
+        self.wall_clock = wall_clock
+        self.interval = float(interval)
+        self.repeat_interval = float(repeat_interval)
+        self.metrics = RuleMetrics(self.collector, declare=declare, clock=self.clock)
+        notifiers = list(notifiers)
+        if dispatcher is None:
+            dispatcher = NotificationDispatcher(
+                notifiers, on_error=self.collector.record_internal_error
+            )
+        else:
+            for n in notifiers:
+                dispatcher.add(n)
+        self.dispatcher = dispatcher
+        self._alerts: dict[str, _Alert] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._pid = 0
+        self.evaluations = 0
+        for rule in check_unique(rules):
+            self.add_rule(rule)
+
+    # ----------------------------------------------------------------- rules
+
+    def add_rule(self, rule: AlertRule) -> None:
+        """Add a rule; raises RuleError if it names an unknown metric or repeats a name."""
+        if not isinstance(rule, AlertRule):
+            raise ConfigurationError(f"expected an AlertRule, got {rule!r}")
+        if rule.name in self._alerts:
+            raise RuleError(f"a rule named {rule.name!r} already exists")
+        try:
+            condition = rule.parsed.bind(self.metrics.catalog())
+        except RuleError as e:
+            raise RuleError(f"rule {rule.name!r}: {e}") from None
+        for m in condition.metrics:
+            # A counter a rule reads is exported from the start (at 0), so the
+            # same rule in Prometheus sees the series before the first error.
+            if self.metrics.kind(m.name) == "counter":
+                self.collector.increment_counter(m.name, amount=0)
+        with self._lock:
+            self._alerts[rule.name] = _Alert(rule, condition)
+
+    @property
+    def rules(self) -> list[AlertRule]:
+        return [a.rule for a in self._alerts.values()]
+
+    # ------------------------------------------------------------ evaluation
+
+    def evaluate(self, now: float | None = None) -> list[AlertNotice]:
+        """Evaluate every rule once; return (and dispatch) the notices it produced."""
+        now = self.clock() if now is None else now
+        wall = self.wall_clock()
+        with self._lock:
+            alerts = list(self._alerts.values())
+            refs = {m.key: (m.key, m.name, m.labels) for a in alerts for m in a.condition.metrics}
+            values = self.metrics.sample(refs.values())
+            notices: list[AlertNotice] = []
+            for a in alerts:
+                try:
+                    active = a.condition.evaluate(values)
+                except Exception:
+                    self.collector.internal_error(f"alert_rule:{a.rule.name}")
+                    continue
+                a.value = a.condition.first_value(values)
+                notice = self._step(a, active, now, wall)
+                if notice is not None:
+                    notices.append(notice)
+            self.evaluations += 1
+        for n in notices:
+            self.dispatcher.dispatch(n)
+        return notices
+
+    def _step(self, a: _Alert, active: bool, now: float, wall: float) -> AlertNotice | None:
+        rule = a.rule
+        if active:
+            a.clear_since = None
+            if a.state in ("inactive", "resolved"):
+                a.state = "pending"
+                a.active_since = now
+                a.wall["active_since"] = wall
+                a.resolved_at = None
+            if a.state == "pending" and now - (a.active_since or now) >= rule.for_seconds:
+                a.state = "firing"
+                a.fired_at = now
+                a.wall["fired_at"] = wall
+                a.last_sent = now
+                a.wall["last_sent"] = wall
+                return self._notice(a, "firing", wall)
+            if a.state == "firing" and now - (a.last_sent or now) >= self.repeat_interval:
+                a.last_sent = now
+                a.wall["last_sent"] = wall
+                return self._notice(a, "firing", wall, repeat=True)
+            return None
+        if a.state == "pending":
+            a.state = "inactive"
+            a.active_since = None
+            return None
+        if a.state == "firing":
+            if a.clear_since is None:
+                a.clear_since = now
+            if now - a.clear_since < rule.keep_firing_seconds:
+                if now - (a.last_sent or now) >= self.repeat_interval:
+                    a.last_sent = now
+                    a.wall["last_sent"] = wall
+                    return self._notice(a, "firing", wall, repeat=True)
+                return None
+            a.state = "resolved"
+            a.resolved_at = now
+            a.wall["resolved_at"] = wall
+            a.clear_since = None
+            a.last_sent = now
+            a.wall["last_sent"] = wall
+            return self._notice(a, "resolved", wall)
+        return None
+
+    def _notice(
+        self, a: _Alert, status: Literal["firing", "resolved"], wall: float, repeat: bool = False
+    ) -> AlertNotice:
+        rule = a.rule
+        return AlertNotice(
+            name=rule.name,
+            status=status,
+            severity=rule.severity,
+            labels=dict(rule.labels),
+            annotations=dict(rule.annotations),
+            value=a.value,
+            starts_at=a.wall.get("active_since", wall),
+            ends_at=wall if status == "resolved" else None,
+            condition=rule.condition,
+            repeat=repeat,
+        )
+
+    def alerts(self) -> list[AlertStatus]:
+        """Every rule's alert state as of the last evaluation."""
+        with self._lock:
+            out = []
+            for a in self._alerts.values():
+                w = a.wall
+                out.append(
+                    AlertStatus(
+                        name=a.rule.name,
+                        state=a.state,
+                        severity=a.rule.severity,
+                        labels=a.rule.all_labels,
+                        annotations=dict(a.rule.annotations),
+                        value=a.value,
+                        active_since=w.get("active_since") if a.active_since is not None else None,
+                        fired_at=w.get("fired_at") if a.state == "firing" else None,
+                        last_notified=w.get("last_sent"),
+                        resolved_at=w.get("resolved_at") if a.state == "resolved" else None,
+                    )
+                )
+            return out
+
+    def firing(self) -> list[str]:
+        """Names of the alerts firing now."""
+        return [s.name for s in self.alerts() if s.state == "firing"]
+
+    def notify_scaling_event(self, event: ScalingEvent | Mapping[str, Any] | Any) -> None:
+        """Send an autoscaler event to the notifiers; a scale-out's duration feeds
+        ``scale_out_time``."""
+        ev = ScalingEvent.coerce(event)
+        if ev.direction == "out" and ev.duration is not None:
+            self.collector.set_gauge(SCALE_OUT_GAUGE, ev.duration)
+        self.dispatcher.dispatch(ev)
+
+    # ---------------------------------------------------------------- thread
+
+    def _safe_evaluate(self) -> None:
+        try:
+            self.evaluate()
+        except Exception:
+            self.collector.internal_error("alert_engine")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._safe_evaluate()
+
+    def start(self) -> None:
+        """Evaluate every ``interval`` seconds on a daemon thread; idempotent."""
+        with self._lock:
+            t = self._thread
+            if t is not None and t.is_alive() and self._pid == os.getpid():
+                return
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, name="eventmon-alerts", daemon=True)
+            self._pid = os.getpid()
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop evaluating and deliver queued notifications (up to ``timeout``); idempotent."""
+        self._stop.set()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
+        self._thread = None
+        self.dispatcher.shutdown(timeout)
+
+    @property
+    def running(self) -> bool:
+        t = self._thread
+        return t is not None and t.is_alive()
+
+    # --------------------------------------------------------------- asyncio
+
+    async def run_async(self) -> None:
+        """Evaluate every ``interval`` seconds until cancelled (off the event loop)."""
+        while True:
+            await asyncio.sleep(self.interval)
+            await asyncio.to_thread(self._safe_evaluate)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """An ASGI lifespan: ``Starlette(lifespan=engine.lifespan)``; stops on shutdown."""
+        task = asyncio.create_task(self.run_async(), name="eventmon-alerts")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await asyncio.to_thread(self.dispatcher.shutdown, 5.0)
