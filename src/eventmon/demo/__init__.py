@@ -1,0 +1,85 @@
+"""``eventmon demo``: a sample event-ticketing app, instrumented, under replayed load.
+
+Starts the app on 127.0.0.1 with uvicorn, the built-in dashboard at
+``/eventmon/`` and Prometheus metrics at ``/metrics``, and a bounded load
+generator that replays the request mix and burstiness of a real access log
+(see ``scripts/derive_demo_profile.py``), scaled up. Every ``--cycle`` seconds an
+event's ticket sale opens: traffic jumps, checkout turns slow and starts failing,
+alerts fire and the (simulated) fleet scales out; then it calms down again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+from typing import Any
+
+from eventmon._exceptions import ConfigurationError
+
+__all__ = ["register", "run"]
+
+logger = logging.getLogger("eventmon.demo")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``eventmon demo`` to the CLI."""
+    p = subparsers.add_parser(
+        "demo",
+        help="run an instrumented sample app under simulated event traffic",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+    )
+    p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0: any free port)")
+    p.add_argument(
+        "--framework",
+        choices=("starlette", "flask", "django"),
+        default="starlette",
+        help="which sample app to run (default: starlette)",
+    )
+    p.add_argument(
+        "--duration", type=float, default=0, help="stop after this many seconds (0: at Ctrl-C)"
+    )
+    p.add_argument("--no-load", action="store_true", help="do not generate traffic")
+    p.add_argument("--rate", type=float, default=25.0, help="mean requests/s when quiet")
+    p.add_argument("--spike", type=float, default=4.0, help="traffic multiplier at doors-open")
+    p.add_argument(
+        "--cycle", type=float, default=90.0, help="seconds from one ticket-sale opening to the next"
+    )
+    p.add_argument(
+        "--opening-at", type=float, default=20.0, help="seconds into each cycle the sale opens"
+    )
+    p.add_argument("--opening-for", type=float, default=30.0, help="seconds the sale stays open")
+    p.add_argument("--token", default=None, help="protect the dashboard with this token")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo until Ctrl-C or ``--duration``; returns the exit code."""
+    from eventmon.demo._server import DemoServer  # noqa: PLC0415
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigurationError(f"--port must be 0..65535, got {args.port}")
+    if args.opening_at + args.opening_for > args.cycle:
+        raise ConfigurationError("--opening-at + --opening-for must fit inside --cycle")
+    if args.framework != "starlette":
+        raise ConfigurationError(
+            f"--framework {args.framework} is not available yet; use --framework starlette"
+        )
+    try:
+        import starlette  # noqa: F401, PLC0415
+        import uvicorn  # noqa: F401, PLC0415
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the demo needs Starlette and uvicorn ({exc}); pip install 'eventmon[starlette]'"
+        ) from None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", args.port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(
+            f"cannot listen on 127.0.0.1:{args.port} ({exc.strerror}); pick another --port"
+        ) from None
+    demo = DemoServer(sock, args)
+    return demo.serve()
