@@ -16,6 +16,8 @@ __all__ = ["main"]
 _COMMANDS: tuple[str, ...] = (
     # "module" -- each registers one or more subcommands
     "eventmon.scaling.forecast_cli",
+    "eventmon.demo",
+    "eventmon.top",
 )
 
 
