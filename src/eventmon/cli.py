@@ -15,6 +15,7 @@ __all__ = ["main"]
 
 _COMMANDS: tuple[str, ...] = (
     # "module" -- each registers one or more subcommands
+    "eventmon.alerting.cli",
     "eventmon.scaling.forecast_cli",
     "eventmon.demo",
     "eventmon.top",
