@@ -17,15 +17,16 @@ to run at ``now`` and the autoscaler runs ``max(reactive, floor)`` (clamped to i
 own maximum). ``floor`` never raises: a failing history source is logged, counted
 with ``collector.internal_error("predictive.floor")`` and treated as ``None``.
 
-Model: counts are forecast in log space, ``z = log1p(count)``. Each hour-of-week
-slot and each hour of day keeps an exponentially weighted mean of ``z`` (recent
-weeks count more); a slot seen ``n`` times is blended with its hour of day with
-weight ``n / (n + week_prior)``, so one week of history already gives a usable
-daily shape. A level (the mean log ratio of traffic to that profile) follows recent
-traffic, and the last hour's surprise decays by ``residual_decay`` per hour ahead.
-Surprises are clipped (``clip``) before they update the profile and level, so one
-viral spike does not bend next week's forecast. See docs/forecasting.md for its
-scores against naive baselines on real traces.
+Model: counts are forecast in log space, ``z = log1p(count)``, as the sum of
+(1) a seasonal part: each hour-of-week slot keeps an exponentially weighted mean
+of ``z`` (recent weeks count more), blended with weight ``n / (n + week_prior)``
+(``n`` = weeks seen) with an hour-of-day profile plus a day-of-week offset, so
+one day of history already gives a usable shape; (2) a level, the smoothed log
+ratio of recent traffic to that seasonal part, fading (``level_decay`` per hour
+ahead) for far horizons; (3) the last hour's surprise, fading by
+``residual_decay`` per hour ahead. Surprises are clipped (``clip``) before they
+update anything, so one viral spike does not bend next week's forecast. See
+docs/forecasting.md for its scores against naive baselines on real traces.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class Forecaster:
         week_alpha: float = 0.4,
         day_alpha: float = 0.3,
         level_alpha: float = 0.15,
+        weekday_alpha: float = 0.1,
+        level_decay: float = 0.98,
         residual_decay: float = 0.5,
         week_prior: float = 1.0,
         clip: float = 0.5,
@@ -97,6 +100,8 @@ class Forecaster:
             ("week_alpha", week_alpha),
             ("day_alpha", day_alpha),
             ("level_alpha", level_alpha),
+            ("weekday_alpha", weekday_alpha),
+            ("level_decay", level_decay),
         ):
             if not 0 < value <= 1:
                 raise ConfigurationError(f"{name} must be in (0, 1], got {value!r}")
@@ -110,6 +115,8 @@ class Forecaster:
         self.week_alpha = week_alpha
         self.day_alpha = day_alpha
         self.level_alpha = level_alpha
+        self.weekday_alpha = weekday_alpha
+        self.level_decay = level_decay
         self.residual_decay = residual_decay
         self.week_prior = week_prior
         self.clip = clip
@@ -118,6 +125,7 @@ class Forecaster:
         self._week: list[float | None] = [None] * 168
         self._week_n = [0] * 168
         self._day: list[float | None] = [None] * 24
+        self._weekday = [0.0] * 7  # how far each day of week runs above its hour of day
         self._level = 0.0
         self._residual = 0.0
         self.hours_seen = 0
@@ -132,6 +140,8 @@ class Forecaster:
     def _seasonal(self, week_slot: int, day_slot: int) -> float | None:
         day = self._day[day_slot]
         week = self._week[week_slot]
+        if day is not None:
+            day += self._weekday[week_slot // 24]
         if week is None or day is None:
             return day if week is None else week
         n = self._week_n[week_slot]
@@ -157,7 +167,16 @@ class Forecaster:
             self._level += self.level_alpha * clipped
             self._residual = z - seasonal - self._level
         day = self._day[day_slot]
-        self._day[day_slot] = learned if day is None else day + self.day_alpha * (learned - day)
+        dow = week_slot // 24
+        if day is None:
+            self._day[day_slot] = learned - self._weekday[dow]
+        else:
+            self._day[day_slot] = day + self.day_alpha * (learned - self._weekday[dow] - day)
+            self._weekday[dow] += self.weekday_alpha * (learned - day - self._weekday[dow])
+            # Keep the offsets centred: a change of all days belongs to the profile.
+            shift = sum(self._weekday) / 7.0
+            self._weekday = [w - shift for w in self._weekday]
+            self._day = [None if d is None else d + shift for d in self._day]
         week = self._week[week_slot]
         self._week[week_slot] = (
             learned if week is None else week + self.week_alpha * (learned - week)
@@ -188,7 +207,11 @@ class Forecaster:
         if seasonal is None:
             return None
         ahead = max(1.0, (hour_start - self.last_hour) / HOUR)
-        z = seasonal + self._level + self._residual * self.residual_decay**ahead
+        z = (
+            seasonal
+            + self._level * self.level_decay**ahead
+            + self._residual * self.residual_decay**ahead
+        )
         return max(0.0, math.expm1(z))
 
     def daily_profile(self) -> list[float | None]:
