@@ -177,12 +177,13 @@ class _GuardedPolicy:
         while hist and hist[0][0] < now - keep:
             hist.popleft()
         # HPA: the lowest recent recommendation bounds a rise, the highest a fall.
-        up_bound = min((r for t, r in hist if t >= now - self.scale_up_stabilization), default=raw)
-        down_bound = max(
-            (r for t, r in hist if t >= now - self.scale_down_stabilization), default=raw
-        )
-        desired = current
-        desired = min(max(desired, up_bound), down_bound)
+        up_since = now - self.scale_up_stabilization
+        down_since = now - self.scale_down_stabilization
+        up_bound = min((r for t, r in hist if t > up_since), default=raw)
+        down_bound = max((r for t, r in hist if t > down_since), default=raw)
+        up_bound = min(up_bound, raw)
+        down_bound = max(down_bound, raw)
+        desired = min(max(current, up_bound), down_bound)
         since = None if self._last_change is None else now - self._last_change
         if desired > current and since is not None and since < self.scale_up_cooldown:
             return current, f"{why}; scale-up cooling down ({since:.0f}s since last change)"
@@ -294,7 +295,8 @@ class ProportionalPolicy(_GuardedPolicy):
     def _raw(self, current: int, value: float) -> tuple[int, str]:
         ratio = value / self.target
         m = f"{self.metric} {value:.1f} / target {self.target:g} = {ratio:.2f}"
-        if abs(ratio - 1.0) <= self.tolerance:
+        # 1e-9: 77 / 70 is 1.1000000000000001, and must count as within 0.1.
+        if abs(ratio - 1.0) <= self.tolerance + 1e-9:
             return current, f"{m}, within tolerance {self.tolerance:g}"
         n = max(current, 0)
         # round() first: 3 * 70 / 70 must not become 3.0000000001 and ceil to 4.
