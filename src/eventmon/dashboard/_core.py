@@ -7,6 +7,7 @@ only translate their protocol into :meth:`Dashboard.handle` and
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
@@ -70,6 +71,10 @@ def _json_default(value: Any) -> Any:
     to_dict = getattr(value, "to_dict", None)
     if callable(to_dict):
         return to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, Mapping):
+        return dict(value)
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     return str(value)

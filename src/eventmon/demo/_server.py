@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import socket
 import threading
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 from eventmon.collector import MetricsCollector
 from eventmon.dashboard import Dashboard
+from eventmon.demo._alerts import make_autoscaler, make_engine, scaling_view
 from eventmon.demo._load import LoadGenerator
 from eventmon.demo._state import DemoState, SimulatedCluster, load_profile
 
@@ -34,16 +36,16 @@ class DemoServer:
             opening_for=args.opening_for,
             clock=time.monotonic,
         )
-        self.cluster = SimulatedCluster(instances=2)
+        self.cluster = SimulatedCluster(self._rps, instances=2)
         self.profile = load_profile()
         self.stopping = threading.Event()
-        self.alerts_provider: Any = None
-        self.forecast_provider: Any = self._forecast
+        self.engine = make_engine(self.collector)
+        self.autoscaler = make_autoscaler(self.cluster, self.collector, self.engine, self._floor)
         self.dashboard = Dashboard(
             self.collector,
             token=args.token,
-            alerts_provider=self._alerts,
-            scaling_provider=self.cluster.to_dict,
+            alerts_provider=self.engine.alerts,
+            scaling_provider=lambda: scaling_view(self.autoscaler, self.cluster),
             forecast_provider=self._forecast,
             max_stream_seconds=60,
         )
@@ -52,10 +54,16 @@ class DemoServer:
 
     # --------------------------------------------------------------- providers
 
-    def _alerts(self) -> Any:
-        from eventmon.demo._alerts import demo_alerts  # noqa: PLC0415
+    def _rps(self) -> float:
+        return self.collector.get_realtime_metrics().requests_per_second
 
-        return demo_alerts(self)
+    def _floor(self, now: float) -> int | None:
+        """Pre-scale ahead of each opening: the predictive floor for the known schedule."""
+        until = (self.state.opening_at - self.state.elapsed() % self.state.cycle) % self.state.cycle
+        if until <= 5.0:
+            peak = float(self.args.rate) * float(self.args.spike)
+            return min(20, max(2, math.ceil(peak / (self.cluster.capacity_rps * 0.7))))
+        return None
 
     def _forecast(self) -> Any:
         """The next minutes of traffic the demo's schedule implies (cycle-aware)."""
@@ -81,22 +89,9 @@ class DemoServer:
 
     # ------------------------------------------------------------------ loops
 
-    def _scale_loop(self) -> None:
-        from eventmon.demo._alerts import scaling_policy  # noqa: PLC0415
-
-        policy = scaling_policy()
-        while not self.stopping.wait(2.0):
-            try:
-                self.cluster.rps = self.collector.get_realtime_metrics().requests_per_second
-                current = self.cluster.current_instances()
-                cpu = self.cluster.cpu_percent()
-                rec = policy.recommend(current, {"cpu_percent": cpu})
-                if rec.desired != current:
-                    self.cluster.set_instances(rec.desired, rec.reason)
-                self.collector.set_gauge("demo_instances", self.cluster.current_instances())
-                self.dashboard.sample()
-            except Exception:
-                self.collector.internal_error("demo.scaler")
+    def _sample_loop(self) -> None:
+        while not self.stopping.wait(1.0):
+            self.dashboard.sample()
 
     def _start_thread(self, target: Any, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -153,7 +148,9 @@ class DemoServer:
                 server.should_exit = True
 
         self._start_thread(announce, "eventmon-demo-announce")
-        self._start_thread(self._scale_loop, "eventmon-demo-scaler")
+        self._start_thread(self._sample_loop, "eventmon-demo-sampler")
+        self.engine.start()
+        self.autoscaler.start()
         if self.args.duration > 0:
             self._start_thread(deadline, "eventmon-demo-deadline")
         interrupted = False
@@ -165,6 +162,8 @@ class DemoServer:
             self.stopping.set()
             if self.load is not None:
                 self.load.stop()
+            self.autoscaler.stop(5.0)
+            self.engine.stop(2.0)
             for t in self._threads:
                 t.join(3.0)
             self.sock.close()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -79,54 +78,46 @@ class DemoState:
 
 
 class SimulatedCluster:
-    """An in-process stand-in for a fleet: instances, and a CPU load that follows traffic.
+    """An in-process stand-in for a fleet, as a scaling backend and metrics source.
 
-    Each instance is taken to handle ``capacity_rps`` requests/s at 100 % CPU, so
-    cluster CPU = rps / (instances * capacity_rps). ``set_instances`` takes effect at once.
+    Each instance handles ``capacity_rps`` requests/s at 100 % CPU, so cluster
+    CPU = rps / (instances * capacity_rps), with the rps read from the collector.
+    A scale-out takes ``boot_seconds`` (new instances starting), like a real one.
     """
 
+    name = "simulated"
+
     def __init__(
-        self, *, instances: int = 2, capacity_rps: float = 25.0, clock: Clock = time.monotonic
+        self,
+        rps: Callable[[], float],
+        *,
+        instances: int = 2,
+        capacity_rps: float = 25.0,
+        boot_seconds: float = 0.5,
     ) -> None:
         self.instances = instances
         self.capacity_rps = capacity_rps
-        self.clock = clock
-        self.rps = 0.0
-        self.events: deque[dict[str, Any]] = deque(maxlen=50)
+        self.boot_seconds = boot_seconds
+        self._rps = rps
         self._lock = threading.Lock()
 
-    def cpu_percent(self) -> float:
+    def current(self) -> int:
+        """Instances serving now (scaling backend protocol)."""
         with self._lock:
-            return min(100.0, 100.0 * self.rps / max(1, self.instances) / self.capacity_rps)
+            return self.instances
 
-    def current_instances(self) -> int:
-        return self.instances
-
-    def set_instances(self, n: int, reason: str = "") -> None:
+    def scale_to(self, n: int) -> bool:
+        """Apply a new count; a scale-out waits for the new instances to boot."""
+        if n > self.current():
+            time.sleep(self.boot_seconds)
         with self._lock:
-            old = self.instances
-            if n == old:
-                return
             self.instances = n
-            self.events.append(
-                {
-                    "time": time.time(),
-                    "from": old,
-                    "to": n,
-                    "direction": "up" if n > old else "down",
-                    "reason": reason,
-                }
-            )
+        return True
 
-    def to_dict(self) -> dict[str, Any]:
-        with self._lock:
-            events = list(self.events)
-            instances = self.instances
-        return {
-            "instances": instances,
-            "backend": "simulated",
-            "cpu": round(min(100.0, 100.0 * self.rps / max(1, instances) / self.capacity_rps), 1)
-            if math.isfinite(self.rps)
-            else 0.0,
-            "events": events,
-        }
+    def cpu_percent(self) -> float:
+        rps = self._rps()
+        return min(100.0, 100.0 * rps / max(1, self.current()) / self.capacity_rps)
+
+    def read(self) -> dict[str, float]:
+        """Cluster load (metrics source protocol)."""
+        return {"cpu_percent": self.cpu_percent(), "instances": float(self.current())}

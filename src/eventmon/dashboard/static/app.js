@@ -147,7 +147,7 @@
       if (value !== null) li.appendChild(el("span", "empty", " · value " + (typeof value === "number" ? fmt(value, 2) : value)));
       var summary = a.summary || a.message || (a.annotations && (a.annotations.summary || a.annotations.description));
       if (summary) li.appendChild(el("div", "empty", summary));
-      var since = a.activeAt || a.active_at || a.since || a.started_at || a.firedAt || a.fired_at;
+      var since = a.fired_at || a.active_since || a.activeAt || a.active_at || a.since || a.started_at || a.firedAt || a.fired_at;
       if (since) li.appendChild(el("div", "empty", "since " + when(since)));
       ul.appendChild(li);
     });
