@@ -29,8 +29,8 @@ __all__ = [
     "render_families",
 ]
 
-#: (escaped label pairs or "", CPU seconds, resident bytes) of one process.
-ProcessSample = tuple[str, float, int]
+#: (escaped label pairs or "", CPU seconds, resident bytes or None) of one process.
+ProcessSample = tuple[str, float, "int | None"]
 
 
 class MetricsView(Protocol):
@@ -170,6 +170,8 @@ def render_families(
         add(f"{sample}{{{lbl}}} {_num(cpu)}\n" if lbl else f"{sample} {_num(cpu)}\n")
     family("process_resident_memory_bytes", "gauge", "Resident memory of this process.")
     for lbl, _, rss in processes:
+        if rss is None:
+            continue  # exited workers: CPU time is kept, memory is not
         if lbl:
             add(f"process_resident_memory_bytes{{{lbl}}} {rss}\n")
         else:
