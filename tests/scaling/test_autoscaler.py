@@ -133,7 +133,9 @@ def test_unconfirmed_scale_out_is_slow(clock):
     slow: list[ScaleEvent] = []
     m = manager(backend, Readings(90.0), clock, on_slow_scale_out=slow.append)
     event = m.evaluate()
-    assert event is not None and not event.served and event.slow
+    assert event is not None
+    assert not event.served
+    assert event.slow
     assert slow == [event]
 
 
@@ -141,7 +143,9 @@ def test_objective_is_configurable(clock):
     backend = MemoryBackend(2, clock, delay=20.0)
     m = manager(backend, Readings(90.0), clock, scale_out_objective=10.0)
     event = m.evaluate()
-    assert event is not None and event.slow and event.objective == 10.0
+    assert event is not None
+    assert event.slow
+    assert event.objective == 10.0
 
 
 @pytest.mark.parametrize(
@@ -165,7 +169,8 @@ def test_failing_backend_never_raises(clock, collector):
     backend.fail_scale = True
     event = m.evaluate()
     assert event is not None
-    assert event.error is not None and "signal failed" in event.error
+    assert event.error is not None
+    assert "signal failed" in event.error
     assert not event.served
     text = render(collector).decode()
     assert 'eventmon_scaling_errors_total{stage="backend"} 2' in text
@@ -188,7 +193,9 @@ def test_floor_raises_the_count(clock):
 
     m = manager(backend, Readings(50.0), clock, floor_provider=floor)
     event = m.evaluate()
-    assert event is not None and event.to_instances == 6 and event.floor == 6
+    assert event is not None
+    assert event.to_instances == 6
+    assert event.floor == 6
     assert "predictive floor 6" in event.reason
     assert floors == [clock.now]
 
@@ -196,7 +203,8 @@ def test_floor_raises_the_count(clock):
 def test_reactive_wins_over_a_lower_floor(clock):
     m = manager(MemoryBackend(5), Readings(90.0), clock, floor_provider=lambda now: 3)
     event = m.evaluate()
-    assert event is not None and event.to_instances == 6
+    assert event is not None
+    assert event.to_instances == 6
 
 
 @pytest.mark.parametrize("floor", [None, math.nan, "many", ZeroDivisionError])
@@ -208,7 +216,8 @@ def test_useless_or_failing_floor_is_ignored(clock, floor):
 
     m = manager(MemoryBackend(4), Readings(90.0), clock, floor_provider=provider)
     event = m.evaluate()
-    assert event is not None and event.to_instances == 5
+    assert event is not None
+    assert event.to_instances == 5
 
 
 def test_never_outside_the_bounds(clock):
@@ -221,11 +230,13 @@ def test_never_outside_the_bounds(clock):
         floor_provider=lambda now: 50,
     )
     event = m.evaluate()
-    assert event is not None and event.to_instances == 4
+    assert event is not None
+    assert event.to_instances == 4
     assert "clamped" in event.reason
     m2 = manager(MemoryBackend(1), Readings(50.0), clock)
     event2 = m2.evaluate()
-    assert event2 is not None and event2.to_instances == 2
+    assert event2 is not None
+    assert event2.to_instances == 2
 
 
 def test_proportional_policy_by_one_argument(clock):
@@ -233,7 +244,8 @@ def test_proportional_policy_by_one_argument(clock):
         MemoryBackend(4), Readings(140.0), policy="proportional", clock=clock, wall_clock=clock
     )
     event = m.evaluate()
-    assert event is not None and event.to_instances == 8  # ceil(4 * 140 / 70)
+    assert event is not None
+    assert event.to_instances == 8
 
 
 def test_history_is_bounded(clock):
@@ -281,8 +293,12 @@ def test_to_dict(clock):
     event = m.evaluate()
     assert event is not None
     d = event.to_dict()
-    assert d["from"] == 2 and d["to"] == 3 and d["direction"] == "out"
-    assert d["duration"] == 2.0 and d["slow"] is False and d["metrics"] == {"cpu_percent": 90.0}
+    assert d["from"] == 2
+    assert d["to"] == 3
+    assert d["direction"] == "out"
+    assert d["duration"] == 2.0
+    assert d["slow"] is False
+    assert d["metrics"] == {"cpu_percent": 90.0}
 
 
 def test_background_thread_start_stop_idempotent():

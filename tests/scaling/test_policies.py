@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -64,7 +65,7 @@ def test_oscillating_load_does_not_flap(clock):
     p = StepPolicy(clock=clock)
     counts = run(p, clock, 4, [80, 20, 80, 20, 80, 20, 80, 20])
     assert counts == [5, 5, 6, 6, 7, 7, 8, 8]
-    assert all(b >= a for a, b in zip(counts, counts[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(counts))
 
 
 def test_scale_down_waits_for_the_stabilization_window(clock):
