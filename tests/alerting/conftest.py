@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
 from servers import free_port
 
 
@@ -118,7 +119,7 @@ def smtp_server() -> Iterator[SMTPReceiver]:
     rec = SMTPReceiver("127.0.0.1", port)
 
     class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             msg = message_from_bytes(envelope.content, policy=policy.default)
             with rec.cond:
                 rec.messages.append((list(envelope.rcpt_tos), msg))

@@ -40,7 +40,8 @@ def test_for_goes_pending_then_fires_once(col, clock) -> None:
     assert (n.name, n.status, n.value, n.repeat) == ("deep_queue", "firing", 50.0, False)
     assert n.starts_at == pytest.approx(1000 + 1_700_000_000)  # when it became pending
     status = next(iter(eng.alerts()))
-    assert status.state == "firing" and status.fired_at == 1120 + 1_700_000_000
+    assert status.state == "firing"
+    assert status.fired_at == 1120 + 1_700_000_000
     clock.advance(30)
     assert eng.evaluate() == []  # sent once, not every evaluation
 
@@ -54,7 +55,8 @@ def test_repeat_interval_resends_while_firing(col, clock) -> None:
         assert eng.evaluate() == []
     clock.advance(30)
     (n,) = eng.evaluate()
-    assert n.repeat and n.status == "firing"
+    assert n.repeat
+    assert n.status == "firing"
     clock.advance(299)
     assert eng.evaluate() == []
     clock.advance(1)
@@ -70,7 +72,8 @@ def test_resolved_notice_when_it_clears(col, clock) -> None:
     col.set_gauge("queue_depth", 3)
     clock.advance(15)
     (n,) = eng.evaluate()
-    assert n.status == "resolved" and n.ends_at == 1075 + 1_700_000_000
+    assert n.status == "resolved"
+    assert n.ends_at == 1075 + 1_700_000_000
     assert state(eng, "q") == "resolved"
     clock.advance(15)
     assert eng.evaluate() == []
@@ -106,7 +109,8 @@ def test_keep_firing_for(col, clock) -> None:
     assert len(eng.evaluate()) == 1
     col.set_gauge("queue_depth", 1)
     clock.advance(30)
-    assert eng.evaluate() == [] and state(eng, "q") == "firing"
+    assert eng.evaluate() == []
+    assert state(eng, "q") == "firing"
     col.set_gauge("queue_depth", 50)  # flaps back: the keep period restarts
     clock.advance(10)
     assert eng.evaluate() == []
@@ -114,7 +118,8 @@ def test_keep_firing_for(col, clock) -> None:
     clock.advance(10)
     assert eng.evaluate() == []
     clock.advance(59)
-    assert eng.evaluate() == [] and state(eng, "q") == "firing"
+    assert eng.evaluate() == []
+    assert state(eng, "q") == "firing"
     clock.advance(1)
     assert [n.status for n in eng.evaluate()] == ["resolved"]
 
@@ -144,7 +149,8 @@ def test_high_error_rate_from_real_observations(col, clock) -> None:
         if [n.status for n in eng.evaluate()] == ["resolved"]:
             resolved_at = second
             break
-    assert resolved_at is not None and 50 <= resolved_at <= 70
+    assert resolved_at is not None
+    assert 50 <= resolved_at <= 70
 
 
 def test_db_connection_errors_fire_while_they_continue_then_clear(col, clock) -> None:
@@ -205,7 +211,8 @@ def test_scaling_event_feeds_scale_out_time_and_notifiers(col, clock) -> None:
     assert eng.evaluate() == []
     eng.notify_scaling_event({"from": 4, "to": 6, "reason": "cpu 90%", "duration": 400})
     (n,) = eng.evaluate()
-    assert n.name == "slow_scale_out" and n.value == 400
+    assert n.name == "slow_scale_out"
+    assert n.value == 400
     eng.dispatcher.flush(5)
     kinds = [(e["kind"], e.get("to")) for e in feed.events()]
     assert kinds == [("scaling", 4), ("scaling", 6), ("alert", None)]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -33,7 +34,7 @@ def test_parentheses_group() -> None:
 def test_keywords_case_insensitive_and_numbers() -> None:
     c = parse("error_rate > 1_000 AND cpu_usage >= .5 Or memory_usage != 1e2")
     assert isinstance(c.node, Or)
-    nums = [n for n in _numbers(c.node)]
+    nums = list(_numbers(c.node))
     assert [n.value for n in nums] == [1000.0, 0.5, 100.0]
 
 
@@ -146,28 +147,26 @@ def test_never_evaluates_python() -> None:
         parse("__import__('os').system('true') > 1")
 
 
-_ALPHABET = st.sampled_from(
-    list("()<>=!{},'\"%._ \t0123456789")
-    + ["error_rate", "cpu_usage", "p95_response_time", "and", "or", "not", "ms", "s", "1e9",
-       "endpoint", "1e999", "\\", "\n", "é"]
-)  # fmt: skip
+_WORDS = ["error_rate", "cpu_usage", "p95_response_time", "and", "or", "not", "ms", "s",
+          "1e9", "endpoint", "1e999", "\\", "\n", "é"]  # fmt: skip
+_ALPHABET = st.sampled_from([*"()<>=!{},'\"%._ \t0123456789", *_WORDS])
 
 
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(_ALPHABET, max_size=40).map("".join))
 def test_fuzz_tokens_only_rule_errors(text: str) -> None:
+    message = ""
     try:
         c = parse(text)
         c = c.bind(BUILTIN_METRICS)
         c.evaluate({m.key: 1.0 for m in c.metrics})
     except RuleError as e:
-        assert "at column" in str(e) or "characters" in str(e)
+        message = str(e)
+    assert not message or "at column" in message
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.text(max_size=60))
 def test_fuzz_any_text_only_rule_errors(text: str) -> None:
-    try:
+    with contextlib.suppress(RuleError):
         parse(text).bind(BUILTIN_METRICS)
-    except RuleError:
-        pass

@@ -26,7 +26,7 @@ def test_parse_duration(text: str | int, seconds: float) -> None:
 
 @pytest.mark.parametrize("bad", ["5 min", "m5", "-1s", "5mm", "", "1.5.2s", True, None, -3])
 def test_bad_durations(bad: object) -> None:
-    with pytest.raises(RuleError, match="duration|>= 0"):
+    with pytest.raises(RuleError, match=r"duration|>= 0"):
         parse_duration(bad)  # type: ignore[arg-type]
 
 
@@ -39,7 +39,8 @@ def test_format_duration(s: float, text: str) -> None:
 
 def test_rule_normalises_and_validates() -> None:
     r = AlertRule("x", "error_rate > 5%", for_="2m", keep_firing_for="30s", labels={"team": 1})
-    assert r.for_seconds == 120 and r.keep_firing_seconds == 30
+    assert r.for_seconds == 120
+    assert r.keep_firing_seconds == 30
     assert r.labels == {"team": "1"}
     assert r.all_labels == {"severity": "warning", "team": "1"}
     with pytest.raises(RuleError, match="rule name"):
@@ -119,21 +120,28 @@ def test_load_yaml_and_toml_give_the_same_rules(tmp_path: Path, suffix: str, tex
         labels={"team": "web"},
         annotations={"summary": "Too many errors"},
     )
-    assert rules[1].keep_firing_seconds == 60 and rules[1].severity == "warning"
+    assert rules[1].keep_firing_seconds == 60
+    assert rules[1].severity == "warning"
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("rules:\n  - name: a\n    condition: error_rate >\n", r"rules.yaml: rule 'a': .*column"),
-        ("rules:\n  - name: a\n    condition: error_rate > 1\n    fro: 5m\n", r"unknown key\(s\) \['fro'\]"),
+        (
+            "rules:\n  - name: a\n    condition: error_rate > 1\n    fro: 5m\n",
+            r"unknown key\(s\) \['fro'\]",
+        ),
         ("rules:\n  - name: a\n    condition: error_rate > 1\n    for: 5 min\n", "not a duration"),
         ("rules:\n  - condition: error_rate > 1\n", "needs both 'name' and 'condition'"),
         ("groups: []\n", "unknown top-level key"),
         ("rules: [\n", "invalid YAML"),
-        ("rules:\n  - {name: a, condition: a > 1}\n  - {name: a, condition: a > 1}\n", "used twice"),
+        (
+            "rules:\n  - {name: a, condition: a > 1}\n  - {name: a, condition: a > 1}\n",
+            "used twice",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_files_say_what_to_fix(tmp_path: Path, text: str, message: str) -> None:
     p = tmp_path / "rules.yaml"
     p.write_text(text)
