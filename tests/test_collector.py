@@ -264,3 +264,28 @@ def test_bad_configuration_fails_at_construction() -> None:
         MetricsCollector(max_label_sets=0)
     with pytest.raises(ConfigurationError, match="quantiles"):
         MetricsCollector(quantiles=(95,))
+
+
+def test_short_lived_threads_lose_nothing_while_a_reader_drains() -> None:
+    c = MetricsCollector(slow_hooks=())
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            c.flush()
+
+    r = threading.Thread(target=reader)
+    r.start()
+    for _batch in range(20):
+        workers = [
+            threading.Thread(target=lambda: [c.observe("GET", "/t", 200, 0.001) for _ in range(500)])
+            for _ in range(10)
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    stop.set()
+    r.join()
+    assert c.total_requests() == 100_000
+    assert len(c._journals._journals) <= 2  # exited threads' journals were let go

@@ -146,6 +146,7 @@ class MetricsCollector:
         self._series: dict[tuple[str, str, int], _Series] = {}
         self._series_limit = LabelSetLimit("http_requests_total", max_label_sets)
         self._endpoint_hists: dict[str, LatencyHistogram] = {}
+        self._percentile_cache: dict[str, tuple[int, list[float]]] = {}
         self._endpoint_limit = LabelSetLimit("http_request_duration_hdr_seconds", max_label_sets)
         now = clock()
         self._window = SlidingWindow(window, started=now)
@@ -332,6 +333,7 @@ class MetricsCollector:
         ring = self._window.ring
         size = self._window.size
         recent = self._recent.counts
+        recent_groups = self._recent.groups
         recent_n = 0
         recent_until = self._recent_until
         last_sec = -1
@@ -347,14 +349,17 @@ class MetricsCollector:
             idx = slot_of[region]
             h = s.hist
             h.counts[idx] += 1
+            h.groups[idx >> 7] += 1
             h.total += 1
             if end >= recent_until:
                 self._recent.total += recent_n
                 recent_n = 0
                 self._rotate_recent(end)
                 recent = self._recent.counts
+                recent_groups = self._recent.groups
                 recent_until = self._recent_until
             recent[idx] += 1
+            recent_groups[idx >> 7] += 1
             recent_n += 1
             # Sliding window slot: [second, count, errors, latency sum].
             sec = int(end)
@@ -474,15 +479,25 @@ class MetricsCollector:
         return self.histogram(endpoint).percentile(p) * 1000.0
 
     def endpoint_percentiles(self) -> dict[str, list[float]]:
-        """Per endpoint, the configured quantiles in seconds (one pass per endpoint)."""
+        """Per endpoint, the configured quantiles in seconds (one pass per endpoint).
+
+        An endpoint that served nothing since the previous call reuses its figures,
+        so a scrape of many quiet endpoints costs little.
+        """
         ps = [q * 100.0 for q in self.quantiles]
+        cache = self._percentile_cache
         with self._journals.lock:
             self._journals.drain()
-            hists = list(self._endpoint_hists.items())
             out = {}
-            for endpoint, h in hists:
+            for endpoint, h in self._endpoint_hists.items():
                 if h.total:
-                    out[endpoint] = h.percentiles(ps)
+                    cached = cache.get(endpoint)
+                    if cached is not None and cached[0] == h.total:
+                        out[endpoint] = cached[1]
+                    else:
+                        values = h.percentiles(ps)
+                        cache[endpoint] = (h.total, values)
+                        out[endpoint] = values
         return out
 
     def in_progress(self) -> int:

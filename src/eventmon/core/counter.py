@@ -63,11 +63,15 @@ class Counter:
             total = dict(self._retired)
             alive = []
             for cell in self._cells:
+                # Ask whether the owner has exited *before* reading: a cell read first
+                # could gain increments before its thread exits, and retiring that
+                # stale copy would lose them.
+                exited = not cell.thread.is_alive()
                 # A copy is one C call: it cannot interleave with the owner's writes.
                 values = cell.values.copy()
                 for key, v in values.items():
                     total[key] = total.get(key, 0) + v
-                if cell.thread.is_alive():
+                if not exited:
                     alive.append(cell)
                 else:
                     for key, v in values.items():

@@ -88,13 +88,16 @@ class Journals:
         with self.lock:
             alive = []
             for journal in self._journals:
+                # Ask before draining: a thread that exits after we look may still
+                # append, and its journal must then survive until the next drain.
+                exited = not journal.thread.is_alive()
                 entries = journal.entries
                 n = len(entries)
                 if n:
                     batch = entries[:n]
                     del entries[:n]
                     self.fold(batch)
-                if journal.thread.is_alive():
+                if not exited:
                     alive.append(journal)
                 else:
                     self._retired_inflight += journal.started - journal.finished
