@@ -334,6 +334,7 @@ class MetricsCollector:
         size = self._window.size
         recent = self._recent.counts
         recent_groups = self._recent.groups
+        gshift = LatencyHistogram.GROUP_SHIFT
         recent_n = 0
         recent_until = self._recent_until
         last_sec = -1
@@ -349,7 +350,7 @@ class MetricsCollector:
             idx = slot_of[region]
             h = s.hist
             h.counts[idx] += 1
-            h.groups[idx >> 7] += 1
+            h.groups[idx >> gshift] += 1
             h.total += 1
             if end >= recent_until:
                 self._recent.total += recent_n
@@ -359,7 +360,7 @@ class MetricsCollector:
                 recent_groups = self._recent.groups
                 recent_until = self._recent_until
             recent[idx] += 1
-            recent_groups[idx >> 7] += 1
+            recent_groups[idx >> gshift] += 1
             recent_n += 1
             # Sliding window slot: [second, count, errors, latency sum].
             sec = int(end)

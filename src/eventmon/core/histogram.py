@@ -117,9 +117,9 @@ class LatencyHistogram:
 
     __slots__ = ("counts", "groups", "layout", "total")
 
-    #: Slots per group; ``groups[i >> GROUP_SHIFT]`` totals a run of 128 slots, so a
-    #: percentile walks ~26 group totals and then one group, not 3,328 slots.
-    GROUP_SHIFT = 7
+    #: Slots per group; ``groups[i >> GROUP_SHIFT]`` totals a run of 32 slots, so a
+    #: percentile bisects ~100 group totals and then one group, not 3,328 slots.
+    GROUP_SHIFT = 5
 
     def __init__(self, layout: HdrLayout = DEFAULT_LAYOUT) -> None:
         self.layout = layout
