@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, request
+from flask.ctx import RequestContext
 
 from eventmon._exceptions import ConfigurationError
 from eventmon.collector import MetricsCollector, default_collector
@@ -36,6 +37,27 @@ _CONFIG_KEYS = {
     "EVENTMON_UNIT": "unit",
     "EVENTMON_COLLECTOR": "collector",
 }
+
+
+class _RuleNotingContext(RequestContext):
+    """A request context that notes the matched rule's template in the environ.
+
+    Flask documents ``RequestContext.match_request`` as the place to hook into
+    matching; noting the template there costs no extra call per request (a
+    ``before_request`` hook costs several) and creates no reference cycle.
+    """
+
+    def match_request(self) -> None:
+        super().match_request()
+        rule = self.request.url_rule
+        if rule is not None:
+            self.request.environ[ENDPOINT_KEY] = rule.rule
+
+
+def _note_endpoint() -> None:
+    rule = request.url_rule
+    if rule is not None:
+        request.environ[ENDPOINT_KEY] = rule.rule
 
 
 class Eventmon:
@@ -92,15 +114,16 @@ class Eventmon:
                 f"EVENTMON_COLLECTOR must be an eventmon.MetricsCollector, got {collector!r}"
             )
         middleware = EventmonMiddleware(app.wsgi_app, collector=collector, **options)
-
-        def note_endpoint() -> None:
-            # Runs first among before_request functions, 404s included (url_rule None).
-            rule = request.url_rule
-            if rule is not None:
-                request.environ[ENDPOINT_KEY] = rule.rule
-
         app.wsgi_app = middleware  # type: ignore[method-assign]
-        app.before_request_funcs.setdefault(None, []).insert(0, note_endpoint)
+        if type(app).request_context is Flask.request_context:
+
+            def request_context(environ: dict[str, Any]) -> Any:
+                return _RuleNotingContext(app, environ)
+
+            app.request_context = request_context  # type: ignore[method-assign]
+        else:
+            # The app customises its request context: note the rule from a hook instead.
+            app.before_request_funcs.setdefault(None, []).insert(0, _note_endpoint)
         app.extensions["eventmon"] = middleware
 
     @staticmethod

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
+from typing import Any
 
 from eventmon._adapter import AdapterOptions, metrics_response
 from eventmon._exceptions import ConfigurationError
@@ -87,15 +88,17 @@ class EventmonMiddleware:
             return self.app(environ, start_response)
         collector = self.collector
         try:
-            collector.request_started()
+            token = collector.begin()
         except Exception:
-            collector.internal_error("wsgi.start")
-        response = _Response(self, environ, start_response, collector.clock())
+            collector.internal_error("wsgi.begin")
+            return self.app(environ, start_response)
+        response = _Response(self, environ, start_response, token, collector.clock())
         try:
             body = self.app(environ, response.start_response)
         except BaseException:
             response.finish(500)
             raise
+        response.body = body
         file_wrapper = environ.get("wsgi.file_wrapper")
         if file_wrapper is not None and type(body) is file_wrapper:
             # Keep the server's sendfile path: time the file until the server closes it.
@@ -105,11 +108,9 @@ class EventmonMiddleware:
             except Exception:  # a wrapper with __slots__: wrap it like any body
                 pass
             else:
-                response.body = body
                 response.inner_close = original if original is not None else _nothing
-                response.exhausted = True  # the server sends it as it likes
+                response.state = _EXHAUSTED  # the server sends it as it likes
                 return body
-        response.body = body
         return response
 
     def _serve_metrics(
@@ -137,36 +138,41 @@ class EventmonMiddleware:
         return endpoint or UNMATCHED
 
 
+_SENDING, _EXHAUSTED, _DONE = 0, 1, 2
+
+
 class _Response:
     """One request's state; also the response iterable handed to the server."""
 
     __slots__ = (
         "_start_response",
         "body",
-        "done",
         "environ",
-        "exhausted",
         "inner_close",
         "middleware",
         "start",
+        "state",
         "status",
+        "token",
     )
+
+    body: Iterable[bytes]  # set once the app has returned
 
     def __init__(
         self,
         middleware: EventmonMiddleware,
         environ: WSGIEnviron,
         start_response: StartResponse,
+        token: Any,
         start: float,
     ) -> None:
         self.middleware = middleware
         self.environ = environ
         self._start_response = start_response
+        self.token = token
         self.start = start
-        self.status: str | None = None
-        self.body: Iterable[bytes] = ()
-        self.done = False
-        self.exhausted = False
+        self.status = ""
+        self.state = _SENDING
         self.inner_close: Callable[[], object] | None = None
 
     def start_response(
@@ -183,7 +189,8 @@ class _Response:
         except BaseException:
             self.finish(500)
             raise
-        self.exhausted = True
+        if self.state == _SENDING:
+            self.state = _EXHAUSTED
 
     def close(self) -> None:
         try:
@@ -195,33 +202,29 @@ class _Response:
         except BaseException:
             self.finish(500)
             raise
-        if not self.done:
-            if not self.exhausted:
-                self.finish(CLIENT_CLOSED)
-            elif self.status is None:
-                self.finish(500)
-            else:
-                self.finish(int(self.status[:3]))
+        state = self.state
+        if state == _EXHAUSTED:
+            status = self.status
+            self.finish(int(status[:3]) if status else 500)
+        elif state == _SENDING:
+            self.finish(CLIENT_CLOSED)
 
     def finish(self, status: int) -> None:
-        if self.done:
+        if self.state == _DONE:
             return
-        self.done = True
+        self.state = _DONE
         middleware = self.middleware
-        collector = middleware.collector
         try:
-            end = collector.clock()
-            collector.request_finished()
             environ = self.environ
-            collector._record(
+            middleware.collector.end(
+                self.token,
                 environ.get("REQUEST_METHOD", "GET"),
                 middleware.endpoint(environ),
                 status,
-                end - self.start,
-                end,
+                self.start,
             )
         except Exception:
-            collector.internal_error("wsgi.observe")
+            middleware.collector.internal_error("wsgi.observe")
 
 
 def _nothing() -> None:

@@ -1,0 +1,140 @@
+"""Per-request overhead of Flask instrumentation, in process (no sockets).
+
+Every variant is the same small Flask app with one route template, called as a
+WSGI app with a prepared environ; the body is iterated and closed as a server
+would. A round runs each variant in a shuffled order.
+Run: ``python benchmarks/bench_wsgi.py`` (or ``nox -s bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from _harness import interleave, machine, report  # noqa: E402
+
+
+def make_app() -> Any:
+    from flask import Flask
+
+    app = Flask("bench")
+
+    @app.get("/events/<int:event_id>")
+    def event(event_id: int) -> str:
+        return "ok"
+
+    return app
+
+
+class PassThrough:
+    """A do-nothing WSGI middleware: the floor for any middleware."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        return self.app(environ, start_response)
+
+
+def variants(include_peers: bool) -> dict[str, Any]:
+    from eventmon import MetricsCollector
+    from eventmon.flask import Eventmon
+
+    apps: dict[str, Any] = {}
+    apps["bare flask"] = make_app()
+    a = make_app()
+    a.wsgi_app = PassThrough(a.wsgi_app)  # type: ignore[method-assign]
+    apps["pass-through middleware"] = a
+    a = make_app()
+    Eventmon(a, collector=MetricsCollector(slow_hooks=()))
+    apps["eventmon"] = a
+    if include_peers:
+        try:
+            from prometheus_client import CollectorRegistry
+            from prometheus_flask_exporter import PrometheusMetrics
+
+            a = make_app()
+            PrometheusMetrics(a, registry=CollectorRegistry(), group_by="url_rule")
+            apps["prometheus-flask-exporter"] = a
+        except ImportError:
+            pass
+        try:
+            from opentelemetry.instrumentation.flask import FlaskInstrumentor
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+            from opentelemetry.sdk.trace import TracerProvider
+
+            a = make_app()
+            FlaskInstrumentor().instrument_app(
+                a,
+                tracer_provider=TracerProvider(),
+                meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]),
+            )
+            apps["opentelemetry-flask (metrics+traces)"] = a
+        except ImportError:
+            pass
+    return apps
+
+
+def wsgi_environ(path: str) -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+
+
+def wsgi_runner(app: Any, path: str = "/events/42") -> Any:
+    """``run(n)``: call ``app`` n times like a WSGI server; seconds taken."""
+    environ = wsgi_environ(path)
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        return None
+
+    def run(n: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            env = dict(environ)
+            env["wsgi.input"] = io.BytesIO()
+            body = app(env, start_response)
+            for _chunk in body:
+                pass
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        return time.perf_counter() - t0
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--per-round", type=int, default=2000)
+    ap.add_argument("--no-peers", action="store_true")
+    args = ap.parse_args(argv)
+    runs = {name: wsgi_runner(app) for name, app in variants(not args.no_peers).items()}
+    results = interleave(runs, baseline="bare flask", rounds=args.rounds, per_round=args.per_round)
+    print(report("WSGI (Flask), in process", results, "eventmon"))
+    print(f"\n{machine()}; {args.rounds} rounds x {args.per_round} requests, medians")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
