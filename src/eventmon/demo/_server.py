@@ -59,8 +59,9 @@ class DemoServer:
 
     def _floor(self, now: float) -> int | None:
         """Pre-scale ahead of each opening: the predictive floor for the known schedule."""
-        until = (self.state.opening_at - self.state.elapsed() % self.state.cycle) % self.state.cycle
-        if until <= 5.0:
+        phase = self.state.elapsed() % self.state.cycle
+        until = (self.state.opening_at - phase) % self.state.cycle
+        if until <= 5.0 or self.state.opening:
             peak = float(self.args.rate) * float(self.args.spike)
             return min(20, max(2, math.ceil(peak / (self.cluster.capacity_rps * 0.7))))
         return None

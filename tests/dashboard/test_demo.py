@@ -1,0 +1,84 @@
+"""`eventmon demo` in a subprocess: serves the dashboard and /metrics, alerts fire, stops on SIGINT."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.request
+
+import pytest
+
+from ._demo import TOKEN, demo, get_json, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def _alerts_firing(base: str) -> list[str]:
+    data = get_json(f"{base}/eventmon/api/alerts")["data"] or []
+    return [a["name"] for a in data if a["state"] == "firing"]
+
+
+def test_demo_serves_dashboard_metrics_alerts_scaling_and_stops_on_sigint() -> None:
+    with demo() as (proc, base):
+        assert proc.startup_seconds < 10  # type: ignore[attr-defined]
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert "# TYPE http_requests_total counter" in metrics
+        # Token enforced on the demo's dashboard too.
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{base}/eventmon/api/snapshot", timeout=5)
+        assert err.value.code == 401
+
+        first = get_json(f"{base}/eventmon/api/snapshot")["totalRequests"]
+        second = wait_for(
+            lambda: get_json(f"{base}/eventmon/api/snapshot")["totalRequests"] > first + 20,
+            15,
+            "load reaching the app",
+        )
+        assert second
+
+        # The stream: updates a second apart, counting up.
+        req = urllib.request.Request(f"{base}/eventmon/api/stream?token={TOKEN}")
+        events = []
+        with urllib.request.urlopen(req, timeout=10) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            for raw in stream:
+                line = raw.decode().strip()
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+                    if len(events) == 3:
+                        break
+        assert events[2]["snapshot"]["totalRequests"] > events[0]["snapshot"]["totalRequests"]
+        assert events[2]["snapshot"]["timestamp"] - events[0]["snapshot"]["timestamp"] >= 1.5
+        assert 0 < len(events[2]["endpoints"]) <= 25
+
+        # The ticket sale opened at 2 s: checkout turns slow and failing -> alerts fire.
+        firing = wait_for(lambda: _alerts_firing(base), 30, "an alert firing")
+        assert {"high_error_rate", "slow_checkout", "high_p95_response_time"} & set(firing)
+        # ... and the simulated fleet scales out through the real autoscaler.
+        scaled = wait_for(
+            lambda: get_json(f"{base}/eventmon/api/scaling")["data"]["events"], 30, "a scale-out"
+        )
+        assert scaled[0]["direction"] in ("out", "up") and scaled[0]["to"] > scaled[0]["from"]
+
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(15)
+        took = time.monotonic() - t0
+        out = proc.stdout.read().decode() if proc.stdout else ""
+    assert rc == 0, out
+    assert took < 10, took
+    assert "/eventmon/?token=demo-token" in out and "/metrics" in out
+    assert "eventmon demo: stopped" in out
+    assert "Traceback" not in out, out
+
+
+def test_demo_duration_and_no_load() -> None:
+    with demo("--no-load", "--duration", "3") as (proc, base):
+        snap = get_json(f"{base}/eventmon/api/snapshot")
+        assert snap["totalRequests"] == 0
+        rc = proc.wait(15)
+        out = proc.stdout.read().decode() if proc.stdout else ""
+    assert rc == 0, out
+    assert "0 requests served" in out
