@@ -99,7 +99,8 @@ def test_static_page_is_self_contained(app: Any) -> None:
     page = _get(app, f"/eventmon/?token={TOKEN}")
     assert page.headers["content-type"].startswith("text/html")
     html = page.text
-    assert "/eventmon/app.js" in html and "/eventmon/style.css" in html
+    assert "/eventmon/app.js" in html
+    assert "/eventmon/style.css" in html
     js = _get(app, "/eventmon/app.js").text  # script and stylesheet hold no data
     css = _get(app, "/eventmon/style.css").text
     for text in (html, js, css):
@@ -111,7 +112,8 @@ def test_static_page_is_self_contained(app: Any) -> None:
 
 def test_prefix_redirect_and_unknown(app: Any) -> None:
     r = _get(app, "/eventmon", follow_redirects=False)
-    assert r.status_code == 308 and r.headers["location"] == "/eventmon/"
+    assert r.status_code == 308
+    assert r.headers["location"] == "/eventmon/"
     r = _get(app, f"/eventmon/api/nope?token={TOKEN}")
     assert r.status_code == 404
 
@@ -138,7 +140,8 @@ def test_failing_provider_is_contained(collector: MetricsCollector) -> None:
     )
     r = _get(app, "/eventmon/api/alerts")
     assert r.status_code == 200
-    assert r.json()["data"] is None and "failed" in r.json()["error"]
+    assert r.json()["data"] is None
+    assert "failed" in r.json()["error"]
     assert collector.internal_errors()["dashboard.alerts"] == 1
 
 
@@ -188,7 +191,9 @@ def test_thousand_endpoints_paginated_sorted_and_fast() -> None:
             r = _get(app, f"/eventmon/api/endpoints?sort={sort}&order=desc&per_page=50&page=2")
             worst = max(worst, time.perf_counter() - t0)
             doc = r.json()
-            assert doc["total"] == 1000 and doc["pages"] == 20 and len(doc["endpoints"]) == 50
+            assert doc["total"] == 1000
+            assert doc["pages"] == 20
+            assert len(doc["endpoints"]) == 50
             values = [row[sort] for row in doc["endpoints"]]
             assert values == sorted(values, reverse=True)
         t0 = time.perf_counter()
@@ -226,6 +231,7 @@ def test_wsgi_app_serves_same_api(collector: MetricsCollector) -> None:
     assert call("/eventmon/api/snapshot")[0].startswith("401")
     assert call("/eventmon/api/snapshot", "token=nope")[0].startswith("401")
     status, body = call("/eventmon/api/snapshot", auth=f"Bearer {TOKEN}")
-    assert status == "200 OK" and json.loads(body)["totalRequests"] == 1
+    assert status == "200 OK"
+    assert json.loads(body)["totalRequests"] == 1
     status, body = call("/eventmon/api/endpoints", f"token={TOKEN}")
     assert json.loads(body)["endpoints"][0]["endpoint"] == "/x"

@@ -87,7 +87,8 @@ def test_dashboard_without_token_shows_login(artifacts_dir: Path) -> None:
         try:
             page = browser.new_page()
             response = page.goto(f"{base}/eventmon/")
-            assert response is not None and response.status == 401
+            assert response is not None
+            assert response.status == 401
             page.fill("input[name=token]", TOKEN)
             page.click("button")
             page.wait_for_selector("#conn.on", timeout=10_000)
