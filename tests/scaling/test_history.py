@@ -121,6 +121,11 @@ def test_retention_bounds_rows_and_file_size(tmp_path: Path) -> None:
         assert oldest >= clock.now - 86400 - 3600
     # after the first two days the file stops growing
     assert max(sizes[2:]) <= sizes[1] * 1.25, sizes
+    raw = sqlite3.connect(path)
+    try:  # deleted pages are given back, not just left on the free list
+        assert raw.execute("PRAGMA freelist_count").fetchone()[0] <= 2
+    finally:
+        raw.close()
 
 
 def test_bad_retention_is_a_configuration_error(tmp_path: Path) -> None:

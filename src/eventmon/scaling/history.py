@@ -163,7 +163,8 @@ class HistoryStore:
             cur = self._db.execute("DELETE FROM requests WHERE minute < ?", (now - self.retention,))
             deleted = cur.rowcount
             if deleted:
-                self._db.execute("PRAGMA incremental_vacuum")
+                # executescript steps to the end; execute() would free one page only
+                self._db.executescript("PRAGMA incremental_vacuum;")
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         return max(deleted, 0)
 
