@@ -52,6 +52,9 @@ class EventmonMiddleware:
         endpoint_resolver: ``f(environ) -> str | None``, called after the app
             ran, for apps that do not set ``environ["eventmon.endpoint"]``;
             ``None`` from it means unmatched.
+        dashboard: serve the built-in dashboard: ``True`` for one on this
+            collector at ``/eventmon/``, or a :class:`eventmon.dashboard.Dashboard`;
+            off by default. Not recorded as requests.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class EventmonMiddleware:
         exclude_paths: Iterable[str] = (),
         unit: str = "s",
         endpoint_resolver: Callable[[WSGIEnviron], str | None] | None = None,
+        dashboard: Any = None,
     ) -> None:
         options = AdapterOptions.build(
             metrics_path=metrics_path, exclude_paths=exclude_paths, unit=unit
@@ -79,11 +83,24 @@ class EventmonMiddleware:
         self._metrics_path = options.metrics_path
         self._exact = options.exclude_exact
         self._prefixes = options.exclude_prefixes
+        self._dashboard: Any = None
+        if dashboard is not None and dashboard is not False:
+            from eventmon.dashboard import Dashboard, DashboardWSGI  # noqa: PLC0415
+
+            if dashboard is True:
+                dashboard = Dashboard(self.collector)
+            if not isinstance(dashboard, Dashboard):
+                raise ConfigurationError(
+                    f"dashboard must be True, False, None or a Dashboard, got {dashboard!r}"
+                )
+            self._dashboard = DashboardWSGI(dashboard)
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == self._metrics_path:
             return self._serve_metrics(environ, start_response)
+        if self._dashboard is not None and self._dashboard.matches(path):
+            return self._dashboard(environ, start_response)  # type: ignore[no-any-return]
         if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
             return self.app(environ, start_response)
         collector = self.collector

@@ -235,3 +235,60 @@ def test_wsgi_app_serves_same_api(collector: MetricsCollector) -> None:
     assert json.loads(body)["totalRequests"] == 1
     status, body = call("/eventmon/api/endpoints", f"token={TOKEN}")
     assert json.loads(body)["endpoints"][0]["endpoint"] == "/x"
+
+
+@pytest.mark.slow
+def test_wsgi_middleware_mounts_dashboard_with_live_stream(collector: MetricsCollector) -> None:
+    """A real threaded WSGI server: the middleware serves the API and the event stream."""
+    import threading
+    import urllib.request
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from eventmon.wsgi import EventmonMiddleware as WSGIMiddleware
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Threaded(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ["eventmon.endpoint"] = "/hello"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hi"]
+
+    dash = Dashboard(collector, token=TOKEN, stream_interval=0.2, max_stream_seconds=5)
+    app = WSGIMiddleware(hello, collector=collector, dashboard=dash)
+    server = make_server("127.0.0.1", 0, app, server_class=Threaded, handler_class=Quiet)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(3):
+            urllib.request.urlopen(f"{base}/hello", timeout=5).read()
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{base}/eventmon/api/stream", timeout=5)
+        assert err.value.code == 401
+        totals = []
+        with urllib.request.urlopen(f"{base}/eventmon/api/stream?token={TOKEN}", timeout=5) as s:
+            assert s.headers["content-type"].startswith("text/event-stream")
+            for raw in s:
+                line = raw.decode()
+                if line.startswith("data: "):
+                    totals.append(json.loads(line[6:])["snapshot"]["totalRequests"])
+                    if len(totals) == 1:
+                        urllib.request.urlopen(f"{base}/hello", timeout=5).read()
+                    if len(totals) == 3:
+                        break
+        assert totals[0] == 3
+        assert totals[-1] == 4  # the stream saw the request made while it was open
+        snap = json.loads(
+            urllib.request.urlopen(f"{base}/eventmon/api/snapshot?token={TOKEN}", timeout=5).read()
+        )
+        assert snap["totalRequests"] == 4  # dashboard calls are not recorded
+    finally:
+        server.shutdown()
+        server.server_close()

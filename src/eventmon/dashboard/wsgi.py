@@ -42,7 +42,8 @@ class DashboardWSGI:
         return path.startswith(self.prefix) or path == self.prefix[:-1]
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        # Relative to the app, like the middleware that mounts it.
+        path = environ.get("PATH_INFO", "")
         query = environ.get("QUERY_STRING", "")
         method = environ.get("REQUEST_METHOD", "GET")
         if path == self.prefix[:-1]:
