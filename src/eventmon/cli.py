@@ -17,6 +17,7 @@ _COMMANDS: tuple[str, ...] = (
     # "module" -- each registers one or more subcommands
     "eventmon.alerting.cli",
     "eventmon.scaling.forecast_cli",
+    "eventmon.scaling.cli",
     "eventmon.demo",
     "eventmon.top",
 )
