@@ -76,11 +76,9 @@ def report(title: str, results: dict[str, dict[str, float]], reference: str) -> 
     rows = [(k, v) for k, v in results.items() if not k.startswith("_")]
     rows.sort(key=lambda kv: kv[1]["median_us"])
     for name, r in rows:
-        ratio = r["overhead_us"] / ref if ref > 0 and r["overhead_us"] > 0 else float("nan")
-        ratio_s = "—" if ratio != ratio else f"{ratio:.1f}x"
-        lines.append(
-            f"| {name} | {r['median_us']:.2f} | {r['overhead_us']:.2f} | {ratio_s} |"
-        )
+        has_ratio = ref > 0 and r["overhead_us"] > 0
+        ratio_s = f"{r['overhead_us'] / ref:.1f}x" if has_ratio else "—"
+        lines.append(f"| {name} | {r['median_us']:.2f} | {r['overhead_us']:.2f} | {ratio_s} |")
     return "\n".join(lines)
 
 

@@ -15,10 +15,10 @@ import time
 import tracemalloc
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _harness import machine  # noqa: E402
+from _harness import machine
 
-from eventmon import LatencyHistogram, MetricsCollector  # noqa: E402
-from eventmon.exporters.prometheus import render  # noqa: E402
+from eventmon import LatencyHistogram, MetricsCollector
+from eventmon.exporters.prometheus import render
 
 
 def observe_cost(n: int = 200_000, reps: int = 7) -> tuple[float, float]:

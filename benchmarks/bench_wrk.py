@@ -30,8 +30,19 @@ def free_port() -> int:
 def start(target: str, port: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--no-access-log"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
         env=env,
         start_new_session=True,
     )
@@ -48,7 +59,10 @@ def start(target: str, port: int) -> subprocess.Popen[bytes]:
 def wrk(port: int, seconds: int, connections: int) -> float:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}/events/42"],
-        capture_output=True, text=True, check=True, timeout=seconds + 30,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
     ).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not match:
@@ -66,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is not installed (apt-get install wrk); skipping the end-to-end benchmark")
         return 0
     ports = {"bare": free_port(), "eventmon": free_port()}
-    procs = [start(f"apps_e2e:{'bare' if k == 'bare' else 'instrumented'}", p) for k, p in ports.items()]
+    procs = [
+        start(f"apps_e2e:{'bare' if k == 'bare' else 'instrumented'}", p) for k, p in ports.items()
+    ]
     try:
         for port in ports.values():
             wrk(port, 2, args.connections)  # warm up

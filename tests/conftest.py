@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from eventmon import MetricsCollector  # noqa: E402
+from eventmon import MetricsCollector
 
 
 class FakeClock:

@@ -211,7 +211,11 @@ def test_websocket_and_lifespan_pass_through(collector: MetricsCollector) -> Non
 
     assert asyncio.run(lifespan()) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     messages = asyncio.run(websocket())
-    assert [m["type"] for m in messages] == ["websocket.accept", "websocket.send", "websocket.close"]
+    assert [m["type"] for m in messages] == [
+        "websocket.accept",
+        "websocket.send",
+        "websocket.close",
+    ]
     assert messages[1]["text"] == "hi"
     assert counts(collector) == {}
     assert collector.in_progress() == 0
@@ -235,7 +239,11 @@ def test_serves_metrics_without_counting_scrapes(collector: MetricsCollector) ->
     assert int(head.headers["content-length"]) > 0
     families = {f.name: f for f in text_string_to_metric_families(text.text)}
     [sample] = families["http_requests"].samples
-    assert sample.labels == {"method": "GET", "endpoint": "/events/{event_id}", "status_code": "200"}
+    assert sample.labels == {
+        "method": "GET",
+        "endpoint": "/events/{event_id}",
+        "status_code": "200",
+    }
     assert sample.value == 1
     assert counts(collector) == {("GET", "/events/{event_id}", "200"): 1}
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import random
 import threading
@@ -55,7 +56,7 @@ def test_exact_totals_from_eight_threads() -> None:
     r.join()
     assert c.total_requests() == 800_000
     assert sum(c.histogram(f"/e/{k}").total for k in range(7)) == 800_000
-    assert all(a <= b for a, b in zip(reads, reads[1:])), "a read went backwards"
+    assert all(a <= b for a, b in itertools.pairwise(reads)), "a read went backwards"
 
 
 def test_realtime_snapshot_with_injected_clock(clock) -> None:
@@ -278,7 +279,9 @@ def test_short_lived_threads_lose_nothing_while_a_reader_drains() -> None:
     r.start()
     for _batch in range(20):
         workers = [
-            threading.Thread(target=lambda: [c.observe("GET", "/t", 200, 0.001) for _ in range(500)])
+            threading.Thread(
+                target=lambda: [c.observe("GET", "/t", 200, 0.001) for _ in range(500)]
+            )
             for _ in range(10)
         ]
         for w in workers:

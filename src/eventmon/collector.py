@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -33,7 +34,6 @@ from eventmon.core.journal import Journals, ThreadJournal
 from eventmon.core.process import ProcessStats
 from eventmon.core.registry import (
     OVERFLOW,
-    UNMATCHED,
     LabelSetLimit,
     escape_label_value,
     validate_label_name,
@@ -127,7 +127,7 @@ class MetricsCollector:
         bounds = tuple(float(b) for b in buckets)
         if not bounds or any(not math.isfinite(b) or b <= 0 for b in bounds):
             raise ConfigurationError(f"buckets must be positive finite seconds, got {buckets!r}")
-        if any(a >= b for a, b in zip(bounds, bounds[1:], strict=False)):
+        if any(a >= b for a, b in itertools.pairwise(bounds)):
             raise ConfigurationError(f"buckets must be strictly increasing, got {buckets!r}")
         if not (isinstance(slow_threshold, (int, float)) and slow_threshold >= 0):
             raise ConfigurationError(
@@ -173,7 +173,7 @@ class MetricsCollector:
         #: (:mod:`eventmon.exporters.multiprocess`); ``None`` in single-process mode.
         self.multiprocess: Any = None
         if os.environ.get("EVENTMON_MULTIPROC_DIR"):
-            from eventmon.exporters.multiprocess import enable  # noqa: PLC0415 - opt-in
+            from eventmon.exporters.multiprocess import enable
 
             enable(self)
 
@@ -509,7 +509,8 @@ class MetricsCollector:
         """User-defined counters: name -> label values -> total."""
         out: dict[str, dict[tuple[str, ...], float]] = {}
         for key, v in self._counters.items().items():
-            name, values = key  # type: ignore[misc]
+            name: str = key[0]  # type: ignore[index]
+            values: tuple[str, ...] = key[1]  # type: ignore[index]
             family = name[:-6] if name.endswith("_total") else name
             limit = self._counter_limits.get(family)
             per = out.setdefault(family, {})
@@ -572,7 +573,7 @@ class MetricsCollector:
             timestamp=time.time(),
         )
 
-    getRealtimeMetrics = get_realtime_metrics  # noqa: N815 - the original API's name
+    getRealtimeMetrics = get_realtime_metrics
 
     def add_fold_listener(self, listener: Callable[[list[tuple[Any, ...]]], object]) -> None:
         """Also hand each folded batch of journal entries to ``listener``.

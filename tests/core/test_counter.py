@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import threading
 
 from eventmon.core.counter import Counter
@@ -45,7 +46,7 @@ def test_reads_during_writes_never_decrease_and_end_exact() -> None:
     stop.set()
     r.join()
     assert counter.value("k") == 200_000
-    assert all(a <= b for a, b in zip(seen, seen[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(seen))
 
 
 def test_cells_of_exited_threads_are_retired_not_lost() -> None:

@@ -86,7 +86,7 @@ def test_memory_per_histogram_is_at_most_32_kb() -> None:
 def test_empty_histogram_and_bad_percentile() -> None:
     h = LatencyHistogram()
     assert h.percentile(95) == 0.0
-    with pytest.raises(ValueError, match="within 0..100"):
+    with pytest.raises(ValueError, match=r"within 0\.\.100"):
         h.percentile(101)
 
 

@@ -35,12 +35,22 @@ def test_text_format_parses_back_to_the_exact_counts() -> None:
     c = sample_collector()
     families = {f.name: f for f in text_string_to_metric_families(render(c).decode())}
     requests = by_labels(families["http_requests"].samples, "http_requests_total")
-    assert requests[(("endpoint", "/events/{event_id}"), ("method", "GET"), ("status_code", "200"))] == 200
+    assert (
+        requests[(("endpoint", "/events/{event_id}"), ("method", "GET"), ("status_code", "200"))]
+        == 200
+    )
     assert requests[(("endpoint", "/events"), ("method", "POST"), ("status_code", "500"))] == 7
     # Label values with quotes, backslashes and a newline survive escaping.
-    assert requests[
-        (("endpoint", 'a "quoted" \\ route\nwith newline'), ("method", "GET"), ("status_code", "404"))
-    ] == 1
+    assert (
+        requests[
+            (
+                ("endpoint", 'a "quoted" \\ route\nwith newline'),
+                ("method", "GET"),
+                ("status_code", "404"),
+            )
+        ]
+        == 1
+    )
     hist = families["http_request_duration_seconds"]
     assert hist.type == "histogram"
     buckets = {

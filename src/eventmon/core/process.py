@@ -52,7 +52,7 @@ def total_memory_bytes() -> int:
 class ProcessStats:
     """CPU share since the last call, and memory, of the current process."""
 
-    __slots__ = ("_clock", "_cpus", "_last_cpu", "_last_wall", "_last_value", "_total_mem")
+    __slots__ = ("_clock", "_cpus", "_last_cpu", "_last_value", "_last_wall", "_total_mem")
 
     def __init__(self) -> None:
         self._cpus = os.cpu_count() or 1
