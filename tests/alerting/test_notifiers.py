@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import free_port
 
 from eventmon import ConfigurationError, MetricsCollector
 from eventmon.alerting.notifiers import (
@@ -22,6 +21,7 @@ from eventmon.alerting.notifiers import (
     SlackNotifier,
     WebhookNotifier,
 )
+from servers import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,224 @@
+"""The exported rule file, checked by Prometheus's own promtool (check rules, test rules)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from eventmon import RuleError
+from eventmon.alerting import AlertRule, default_rules
+from eventmon.alerting.promrules import PromQLTranslator, export_rules
+from eventmon.cli import main
+from servers import require_binary
+
+EXTRA = [
+    AlertRule("slow_search", 'p95_response_time{endpoint="/search"} > 50ms', severity="info"),
+    AlertRule("calm", "not (error_rate > 5% or requests_per_second < 1)", for_="1m"),
+]
+
+
+def _rules() -> list[AlertRule]:
+    return default_rules(scaling=True) + EXTRA
+
+
+def _translator() -> PromQLTranslator:
+    return PromQLTranslator(cpu_count=2, memory_bytes=1000)
+
+
+# Each alert: input series (15 s apart), the evaluation times at which it must
+# not yet fire and must fire. Rates need two samples, so a rate-based condition
+# turns true at 15 s and fires at 15 s + for.
+CASES: dict[str, tuple[dict[str, str], str, str]] = {
+    "high_error_rate": (
+        {'http_requests_total{method="GET",endpoint="/pay",status_code="500"}': "0+60x40",
+         'http_requests_total{method="GET",endpoint="/pay",status_code="200"}': "0+60x40"},
+        "2m", "2m15s"),
+    "high_response_time": (
+        {'http_request_duration_seconds_sum{endpoint="/a"}': "0+120x40",
+         'http_request_duration_seconds_count{endpoint="/a"}': "0+60x40"},
+        "5m", "5m15s"),
+    "database_connection_failure": (
+        {"db_connection_errors_total": "0+1x40"}, "1m", "1m15s"),
+    "high_p95_response_time": (
+        {'http_slow_requests_total{method="GET",endpoint="/a"}': "0+10x40",
+         'http_requests_total{method="GET",endpoint="/a",status_code="200"}': "0+100x40"},
+        "5m", "5m15s"),
+    "low_throughput": (
+        {'http_requests_total{method="GET",endpoint="/a",status_code="200"}': "0+60x40"},
+        "5m", "5m15s"),
+    "low_availability": (
+        {'http_requests_total{method="GET",endpoint="/a",status_code="503"}': "0+1x40",
+         'http_requests_total{method="GET",endpoint="/a",status_code="200"}': "0+99x40"},
+        "5m", "5m15s"),
+    "high_concurrent_users": ({"http_requests_in_progress": "50000x40"}, "1m45s", "2m"),
+    # rate() of one counter from zero reaches its full value once the 1m window is full
+    "high_cpu_usage": ({"process_cpu_seconds_total": "0+27x40"}, "5m45s", "6m"),
+    "high_memory_usage": ({"process_resident_memory_bytes": "950x40"}, "4m45s", "5m"),
+    "slow_scale_out": ({"eventmon_scale_out_seconds": "400x10"}, "", "0m"),
+    "slow_search": (
+        {'http_request_duration_seconds_bucket{endpoint="/search",le="0.05"}': "0+50x40",
+         'http_request_duration_seconds_count{endpoint="/search"}': "0+100x40"},
+        "0m", "15s"),
+    "calm": (
+        {'http_requests_total{method="GET",endpoint="/a",status_code="200"}': "0+60x40"},
+        "1m", "1m15s"),
+}  # fmt: skip
+
+
+def _unit_tests(rules: list[AlertRule]) -> str:
+    by_name = {r.name: r for r in rules}
+    tests = []
+    for name, (series, before, at) in CASES.items():
+        rule = by_name[name]
+        annotations = dict(rule.annotations)
+        annotations.setdefault("summary", f"{rule.name}: {rule.condition}")
+        annotations.setdefault("eventmon_condition", rule.condition)
+        checks = []
+        if before:
+            checks.append({"eval_time": before, "alertname": name, "exp_alerts": []})
+        checks.append(
+            {
+                "eval_time": at,
+                "alertname": name,
+                "exp_alerts": [{"exp_labels": rule.all_labels, "exp_annotations": annotations}],
+            }
+        )
+        tests.append(
+            {
+                "interval": "15s",
+                "input_series": [{"series": s, "values": v} for s, v in series.items()],
+                "alert_rule_test": checks,
+            }
+        )
+    # A quiet app fires neither the error nor the latency alerts.
+    tests.append(
+        {
+            "interval": "15s",
+            "input_series": [
+                {
+                    "series": 'http_requests_total{endpoint="/a",status_code="200"}',
+                    "values": "0+600x40",
+                },
+                {
+                    "series": 'http_requests_total{endpoint="/a",status_code="500"}',
+                    "values": "0+1x40",
+                },
+                {"series": "http_slow_requests_total", "values": "0+1x40"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "9m", "alertname": n, "exp_alerts": []}
+                for n in (
+                    "high_error_rate",
+                    "high_p95_response_time",
+                    "high_response_time",
+                    "database_connection_failure",
+                )
+            ],
+        }
+    )
+    doc = {"rule_files": ["rules.yml"], "evaluation_interval": "15s", "tests": tests}
+    return json.dumps(doc, indent=1)  # JSON is YAML
+
+
+@pytest.mark.slow
+def test_promtool_check_and_test_rules(tmp_path: Path, artifacts_dir: Path) -> None:
+    promtool = require_binary("promtool")
+    rules = _rules()
+    text = export_rules(rules, tmp_path / "rules.yml", translator=_translator())
+    (artifacts_dir / "eventmon-rules.yml").write_text(text)
+    check = subprocess.run(
+        [promtool, "check", "rules", str(tmp_path / "rules.yml")],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in check.stdout
+    (tmp_path / "tests.yml").write_text(_unit_tests(rules))
+    result = subprocess.run(
+        [promtool, "test", "rules", "tests.yml"],
+        capture_output=True,
+        check=False,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.slow
+def test_promtool_catches_a_wrong_expectation(tmp_path: Path) -> None:
+    """The unit-test harness can fail: firing one evaluation early is rejected."""
+    promtool = require_binary("promtool")
+    export_rules(_rules(), tmp_path / "rules.yml", translator=_translator())
+    doc = json.loads(_unit_tests(_rules()))
+    doc["tests"][0]["alert_rule_test"][1]["eval_time"] = "2m"  # high_error_rate, 15 s early
+    (tmp_path / "tests.yml").write_text(json.dumps(doc))
+    result = subprocess.run(
+        [promtool, "test", "rules", "tests.yml"],
+        capture_output=True,
+        check=False,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "high_error_rate" in result.stdout + result.stderr
+
+
+def test_translation_details() -> None:
+    tr = _translator()
+    export = export_rules([AlertRule("a", "not (cpu_usage > 80% and memory_usage >= 90%)")],
+                          translator=tr)  # fmt: skip
+    assert "max(100 * rate(process_cpu_seconds_total[1m]) / 2) <= 80" in export
+    assert "max(100 * process_resident_memory_bytes / 1000) < 90" in export
+    assert " or " in export
+    # Thresholds convert to the metric's unit.
+    assert "> 1500" in export_rules([AlertRule("b", "avg_response_time > 1.5s")])
+    # A percentile at a bucket bound is an exact ratio; elsewhere histogram_quantile.
+    exact = export_rules([AlertRule("c", "p99_response_time <= 100ms")])
+    assert 'le=\\"0.1\\"' in exact
+    assert ">= 0.99" in exact
+    approx = export_rules([AlertRule("d", "p99_response_time > 70ms")])
+    assert "histogram_quantile(0.99" in approx
+    assert "> 70" in approx
+    with pytest.raises(RuleError, match=r"highest histogram bucket is 0.5s.*buckets="):
+        export_rules([AlertRule("e", "p99_response_time > 2s")])
+    custom = PromQLTranslator(buckets=[0.1, 0.5, 2.0])
+    assert 'le=\\"2.0\\"' in export_rules([AlertRule("e", "p99_response_time > 2s")],
+                                          translator=custom)  # fmt: skip
+    gauge = PromQLTranslator(gauges=["queue_depth"])
+    assert "max(queue_depth) > 10" in export_rules([AlertRule("g", "queue_depth > 10")],
+                                                   translator=gauge)  # fmt: skip
+    assert "sum(increase(orders_total[1m])) > 10" in export_rules([AlertRule("g", "orders > 10")])
+
+
+def test_cli_export_and_check(tmp_path: Path, capsys) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n  - name: slow\n    condition: avg_response_time > 2s\n    for: 10m\n"
+        "    severity: critical\n"
+    )
+    out = tmp_path / "prom.yml"
+    assert main(["rules", "export", "--rules", str(rules), "-o", str(out), "--window", "2m"]) == 0
+    text = out.read_text()
+    assert "alert: slow" in text
+    assert "for: 10m" in text
+    assert "[2m]" in text
+    assert "> 2000" in text
+    assert main(["rules", "check", str(rules)]) == 0
+    assert "1 rule(s) OK" in capsys.readouterr().out
+    assert main(["rules", "export"]) == 0
+    assert "alert: high_error_rate" in capsys.readouterr().out
+    rules.write_text("rules:\n  - name: bad\n    condition: eror_rate > 1\n")
+    assert main(["rules", "check", str(rules)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown metric 'eror_rate'; did you mean 'error_rate'" in err
+    rules.write_text("rules:\n  - name: c\n    condition: orders > 1\n")
+    assert main(["rules", "check", str(rules)]) == 2
+    assert main(["rules", "check", str(rules), "--declare", "orders"]) == 0
