@@ -1,0 +1,172 @@
+"""eventmon.wsgi beyond the shared suite: body lifecycle, file wrappers, options."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from werkzeug.test import Client
+from werkzeug.wsgi import FileWrapper
+
+from eventmon import ConfigurationError, MetricsCollector
+from eventmon.core.registry import UNMATCHED
+from eventmon.wsgi import ENDPOINT_KEY, EventmonMiddleware
+
+
+def environ(path: str = "/x", method: str = "GET", **extra: Any) -> dict[str, Any]:
+    env = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "wsgi.input": io.BytesIO(),
+    }
+    env.update(extra)
+    return env
+
+
+def counts(c: MetricsCollector) -> dict[tuple[str, str, str], int]:
+    return {(s.method, s.endpoint, s.status_code): s.count for s in c.series()}
+
+
+def test_client_gone_before_the_last_chunk_is_499(collector: MetricsCollector) -> None:
+    closed = []
+
+    def app(env: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [])
+
+        def body() -> Iterator[bytes]:
+            try:
+                yield from (b"a", b"b", b"c")
+            finally:
+                closed.append(True)
+
+        return body()
+
+    mw = EventmonMiddleware(app, collector=collector)
+    body = mw(environ(), lambda *a: None)
+    it = iter(body)
+    assert next(it) == b"a"
+    assert collector.in_progress() == 1
+    body.close()  # type: ignore[attr-defined]  # what a server does when the write fails
+    assert closed == [True]
+    assert counts(collector) == {("GET", UNMATCHED, "499"): 1}
+    assert collector.in_progress() == 0
+
+
+def test_duration_runs_until_close(clock: Any) -> None:
+    c = MetricsCollector(slow_hooks=(), clock=clock)
+
+    def app(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        env[ENDPOINT_KEY] = "/x"
+        start_response("200 OK", [])
+        return [b"x"]
+
+    mw = EventmonMiddleware(app, collector=c)
+    body = mw(environ(), lambda *a: None)
+    clock.advance(0.3)
+    assert list(body) == [b"x"]
+    clock.advance(0.2)  # the server is still writing
+    body.close()  # type: ignore[attr-defined]
+    assert [s.sum for s in c.series()] == [pytest.approx(0.5)]
+
+
+def test_file_wrapper_keeps_the_sendfile_path(clock: Any) -> None:
+    c = MetricsCollector(slow_hooks=(), clock=clock)
+    f = io.BytesIO(b"file contents")
+
+    def app(env: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [])
+        return env["wsgi.file_wrapper"](f)
+
+    mw = EventmonMiddleware(app, collector=c)
+    body = mw(environ(**{"wsgi.file_wrapper": FileWrapper}), lambda *a: None)
+    assert type(body) is FileWrapper  # the server can still recognise it and sendfile()
+    clock.advance(1.25)
+    body.close()
+    assert f.closed
+    assert [(s.status_code, s.count, s.sum) for s in c.series()] == [("200", 1, 1.25)]
+
+
+def test_status_set_while_iterating(collector: MetricsCollector) -> None:
+    """A generator app may call start_response on its first iteration (PEP 3333)."""
+
+    def app(env: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("201 Created", [])
+        yield b"made"
+
+    r = Client(EventmonMiddleware(app, collector=collector)).post("/things")
+    assert (r.status_code, r.get_data()) == (201, b"made")
+    r.close()
+    assert counts(collector) == {("POST", UNMATCHED, "201"): 1}
+
+
+def test_error_while_closing_is_500_once(collector: MetricsCollector) -> None:
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"x"
+
+        def close(self) -> None:
+            raise OSError("disk gone")
+
+    def app(env: dict[str, Any], start_response: Any) -> Body:
+        start_response("200 OK", [])
+        return Body()
+
+    body = EventmonMiddleware(app, collector=collector)(environ(), lambda *a: None)
+    assert list(body) == [b"x"]
+    with pytest.raises(OSError, match="disk gone"):
+        body.close()  # type: ignore[attr-defined]
+    assert counts(collector) == {("GET", UNMATCHED, "500"): 1}
+
+
+def test_endpoint_resolver_and_environ_key(collector: MetricsCollector) -> None:
+    def app(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        if env["PATH_INFO"].startswith("/users/"):
+            env["myapp.route"] = "/users/{id}"
+        if env["PATH_INFO"] == "/explicit":
+            env[ENDPOINT_KEY] = "/explicit-template"
+        start_response("200 OK", [])
+        return [b""]
+
+    mw = EventmonMiddleware(
+        app, collector=collector, endpoint_resolver=lambda env: env.get("myapp.route")
+    )
+    client = Client(mw)
+    for path in ("/users/1", "/users/2", "/explicit", "/other"):
+        r = client.get(path)
+        r.get_data()
+        r.close()
+    assert counts(collector) == {
+        ("GET", "/users/{id}", "200"): 2,
+        ("GET", "/explicit-template", "200"): 1,
+        ("GET", UNMATCHED, "200"): 1,
+    }
+
+
+def test_metrics_head_and_content_length(collector: MetricsCollector) -> None:
+    mw = EventmonMiddleware(lambda e, s: [b""], collector=collector)
+    client = Client(mw)
+    full = client.get("/metrics")
+    head = client.head("/metrics")
+    assert head.status_code == 200
+    assert head.get_data() == b""
+    assert int(head.headers["Content-Length"]) == len(full.get_data()) > 0
+    assert full.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"metrics_path": "metrics"}, "metrics_path must start with '/'"),
+        ({"exclude_paths": "/health"}, "write \\['/health'\\]"),
+        ({"exclude_paths": ["health"]}, "exclude_paths entries must start with '/'"),
+        ({"unit": "h"}, "unit must be 's' or 'ms'"),
+        ({"endpoint_resolver": "not callable"}, "endpoint_resolver must be callable"),
+    ],
+)
+def test_configuration_mistakes_fail_at_once(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        EventmonMiddleware(lambda e, s: [], **kwargs)
