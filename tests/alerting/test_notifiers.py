@@ -21,7 +21,7 @@ from eventmon.alerting.notifiers import (
     SlackNotifier,
     WebhookNotifier,
 )
-from servers import free_port
+from servers import free_port, require_binary
 
 pytestmark = pytest.mark.slow
 
@@ -176,9 +176,10 @@ def test_email_over_smtp(smtp_server) -> None:
 
 @pytest.fixture
 def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    openssl = require_binary("openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
          "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
          "-addext", "subjectAltName=IP:127.0.0.1"],
         check=True,

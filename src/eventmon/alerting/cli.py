@@ -44,14 +44,14 @@ def register(subparsers: Any) -> None:
 
 
 def _rules(path: str | None, scaling: bool = False) -> list[Any]:
-    from eventmon.alerting.rules import default_rules, load_rules  # noqa: PLC0415
+    from eventmon.alerting.rules import default_rules, load_rules
 
     return load_rules(path) if path else default_rules(scaling=scaling)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from eventmon._exceptions import ConfigurationError  # noqa: PLC0415
-    from eventmon.alerting.promrules import PromQLTranslator, render_rule_file  # noqa: PLC0415
+    from eventmon._exceptions import ConfigurationError
+    from eventmon.alerting.promrules import PromQLTranslator, render_rule_file
 
     buckets: Any = ()
     if args.buckets:
@@ -83,9 +83,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from eventmon._exceptions import RuleError  # noqa: PLC0415
-    from eventmon.alerting.expr import MetricInfo  # noqa: PLC0415
-    from eventmon.alerting.metrics import BUILTIN_METRICS, DB_CONNECTION_ERRORS  # noqa: PLC0415
+    from eventmon._exceptions import RuleError
+    from eventmon.alerting.expr import MetricInfo
+    from eventmon.alerting.metrics import BUILTIN_METRICS, DB_CONNECTION_ERRORS
 
     catalog = dict(BUILTIN_METRICS)
     for name in [DB_CONNECTION_ERRORS, *args.declare]:

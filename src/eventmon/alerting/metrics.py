@@ -85,7 +85,7 @@ def instrument_sqlalchemy(engine: Any, collector: MetricsCollector | None = None
     Listens to SQLAlchemy's ``handle_error`` event and counts the errors it
     flags as disconnects or that happen while connecting.
     """
-    from sqlalchemy import event  # noqa: PLC0415 - optional dependency, imported on use
+    from sqlalchemy import event
 
     target = collector or default_collector()
     target.increment_counter(DB_CONNECTION_ERRORS, amount=0)  # exported from the start

@@ -222,10 +222,10 @@ def rules_from_data(data: Any, source: str = "rules") -> list[AlertRule]:
 
 def _load_toml(text: str, source: str) -> Any:
     if sys.version_info >= (3, 11):
-        import tomllib  # noqa: PLC0415 - only needed when a TOML file is read
+        import tomllib
     else:  # pragma: no cover - exercised on 3.10 only
         try:
-            import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+            import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
             raise RuleError(
                 f"{source}: reading TOML on Python 3.10 needs tomli (pip install tomli),"
@@ -239,7 +239,7 @@ def _load_toml(text: str, source: str) -> Any:
 
 def _load_yaml(text: str, source: str) -> Any:
     try:
-        import yaml  # noqa: PLC0415 - optional dependency, imported on use
+        import yaml
     except ImportError:
         raise RuleError(
             f"{source}: reading YAML needs PyYAML (pip install 'eventmon[alerts]'),"
