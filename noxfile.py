@@ -13,7 +13,7 @@ for _bin in sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[0-3].*/bi
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 PRIMARY = "3.11"
@@ -34,6 +34,13 @@ def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", "src", "tests", "benchmarks", "examples")
     session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples")
+
+
+@nox.session(python=PRIMARY)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site; strict: a broken link or missing page fails."""
+    session.install("-e", ".[all,docs]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
 
 
 @nox.session(python=PRIMARY)
