@@ -237,8 +237,8 @@ def scale_under_load(server: str, artifacts_dir: Path) -> None:
         inflight = InFlight(port)
         backend = DrainCheckingBackend(real, inflight)
         policy = StepPolicy(
-            scale_up_above=40,
-            scale_down_below=12,
+            scale_up_above=25,
+            scale_down_below=8,
             min_instances=2,
             max_instances=4,
             scale_down_stabilization=2.0,
