@@ -52,7 +52,7 @@ def _is_helper(cmdline: list[str]) -> bool:
 
 def worker_processes(master_pid: int) -> list[Any]:
     """The master's serving children as psutil processes, oldest first."""
-    import psutil  # noqa: PLC0415 - optional dependency
+    import psutil
 
     out = []
     for child in psutil.Process(master_pid).children(recursive=False):
@@ -93,7 +93,7 @@ class LocalWorkersSource:
         ):
             raise ConfigurationError(f"master_pid must be a positive pid, got {master_pid!r}")
         try:
-            import psutil  # noqa: F401, PLC0415 - optional dependency
+            import psutil  # noqa: F401 - optional dependency
         except ImportError as e:  # pragma: no cover - psutil is in the extras
             raise ConfigurationError(
                 "LocalWorkersSource needs psutil: pip install 'eventmon[all]' or psutil"
@@ -108,7 +108,7 @@ class LocalWorkersSource:
 
     def read(self) -> Mapping[str, float]:
         """Mean, total and max CPU % of the workers since the previous read."""
-        import psutil  # noqa: PLC0415 - optional dependency
+        import psutil
 
         try:
             workers = worker_processes(self.master_pid)

@@ -60,7 +60,7 @@ class PreforkBackend:
             if not (isinstance(v, (int, float)) and v >= 0):
                 raise ConfigurationError(f"{name} must be seconds >= 0, got {v!r}")
         try:
-            import psutil  # noqa: F401, PLC0415 - optional dependency
+            import psutil  # noqa: F401 - optional dependency
         except ImportError as e:  # pragma: no cover - psutil is in the extras
             raise ConfigurationError(
                 f"the {self.name} backend needs psutil: pip install 'eventmon[all]'"
@@ -90,7 +90,7 @@ class PreforkBackend:
 
     def draining(self) -> set[int]:
         """Pids of workers told to stop that are still finishing their requests."""
-        import psutil  # noqa: PLC0415 - optional dependency
+        import psutil
 
         alive = set()
         for pid in self._retiring:
@@ -104,7 +104,7 @@ class PreforkBackend:
 
     def workers(self) -> list[Any]:
         """Serving workers (psutil processes), oldest first, draining ones left out."""
-        import psutil  # noqa: PLC0415 - optional dependency
+        import psutil
 
         try:
             procs = worker_processes(self.master_pid)

@@ -43,7 +43,7 @@ def gunicorn_heartbeat_seen(pid: int) -> bool | None:
 
 def listening_inodes(master_pid: int) -> set[int]:
     """Socket inodes the master listens on (TCP or Unix)."""
-    import psutil  # noqa: PLC0415 - optional dependency
+    import psutil
 
     inodes = set()
     for conn in psutil.Process(master_pid).net_connections(kind="all"):

@@ -96,7 +96,7 @@ class KubernetesBackend:
 
 def _default_api() -> Any:
     try:
-        from kubernetes import client, config  # noqa: PLC0415 - optional dependency
+        from kubernetes import client, config
     except ImportError as e:
         raise ConfigurationError(
             "the Kubernetes backend needs the kubernetes client: pip install 'eventmon[k8s]'"
