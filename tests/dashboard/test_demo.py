@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import time
 import urllib.request
 
 import pytest
+
+from servers import PYTHON, ROOT
 
 from ._demo import TOKEN, demo, get_json, wait_for
 
@@ -62,6 +66,23 @@ def test_demo_serves_dashboard_metrics_alerts_scaling_and_stops_on_sigint() -> N
         )
         assert scaled[0]["direction"] in ("out", "up")
         assert scaled[0]["to"] > scaled[0]["from"]
+
+        # `eventmon top` reads the same API from a terminal.
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        top = subprocess.run(
+            [PYTHON, "-m", "eventmon", "top", base, "--token", TOKEN, "--once"],
+            capture_output=True, text=True, timeout=30, env=env, check=False,
+        )  # fmt: skip
+        assert top.returncode == 0, top.stderr
+        assert "requests/s" in top.stdout
+        assert "/events/{event_id}/tickets" in top.stdout
+        assert "ALERT FIRING" in top.stdout
+        denied = subprocess.run(
+            [PYTHON, "-m", "eventmon", "top", base, "--once"],
+            capture_output=True, text=True, timeout=30, env=env, check=False,
+        )  # fmt: skip
+        assert denied.returncode == 2
+        assert "needs a token" in denied.stderr
 
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
