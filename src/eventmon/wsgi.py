@@ -85,7 +85,7 @@ class EventmonMiddleware:
         self._prefixes = options.exclude_prefixes
         self._dashboard: Any = None
         if dashboard is not None and dashboard is not False:
-            from eventmon.dashboard import Dashboard, DashboardWSGI  # noqa: PLC0415
+            from eventmon.dashboard import Dashboard, DashboardWSGI
 
             if dashboard is True:
                 dashboard = Dashboard(self.collector)

@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo until Ctrl-C or ``--duration``; returns the exit code."""
-    from eventmon.demo._server import DemoServer  # noqa: PLC0415
+    from eventmon.demo._server import DemoServer
 
     if not 0 <= args.port <= 65535:
         raise ConfigurationError(f"--port must be 0..65535, got {args.port}")
@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
             f"--framework {args.framework} is not available yet; use --framework starlette"
         )
     try:
-        import starlette  # noqa: F401, PLC0415
-        import uvicorn  # noqa: F401, PLC0415
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
     except ImportError as exc:
         raise ConfigurationError(
             f"the demo needs Starlette and uvicorn ({exc}); pip install 'eventmon[starlette]'"

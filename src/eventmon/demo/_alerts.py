@@ -14,7 +14,7 @@ TICKETS = "/events/{event_id}/tickets"
 
 def demo_rules() -> list[Any]:
     """The default rules' shape with ``for`` durations of seconds instead of minutes."""
-    from eventmon.alerting.rules import AlertRule  # noqa: PLC0415
+    from eventmon.alerting.rules import AlertRule
 
     return [
         AlertRule(
@@ -50,7 +50,7 @@ def demo_rules() -> list[Any]:
 
 def make_engine(collector: MetricsCollector) -> Any:
     """An alert engine evaluating the demo rules every second (no notifiers)."""
-    from eventmon.alerting.engine import AlertEngine  # noqa: PLC0415
+    from eventmon.alerting.engine import AlertEngine
 
     return AlertEngine(collector, demo_rules(), interval=1.0)
 
@@ -59,7 +59,7 @@ def make_autoscaler(
     cluster: Any, collector: MetricsCollector, engine: Any, floor: Callable[[float], int | None]
 ) -> Any:
     """The step policy (+1 above 70 % CPU, −1 below 30 %) on the simulated fleet."""
-    from eventmon.scaling import AutoScalingManager, StepPolicy  # noqa: PLC0415
+    from eventmon.scaling import AutoScalingManager, StepPolicy
 
     policy = StepPolicy(min_instances=2, max_instances=20, scale_down_stabilization=10.0)
     return AutoScalingManager(

@@ -25,16 +25,16 @@ def _pause(ms: float) -> float:
 
 def build_starlette_app(state: DemoState) -> Any:
     """An event-ticketing API: events, seats, ticket purchase, search, feed, assets."""
-    from starlette.applications import Starlette  # noqa: PLC0415
-    from starlette.requests import Request  # noqa: PLC0415
-    from starlette.responses import (  # noqa: PLC0415
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import (
         HTMLResponse,
         JSONResponse,
         PlainTextResponse,
         RedirectResponse,
         Response,
     )
-    from starlette.routing import Route  # noqa: PLC0415
+    from starlette.routing import Route
 
     def known(request: Request) -> int | None:
         try:

@@ -102,10 +102,10 @@ class DemoServer:
     # ------------------------------------------------------------------ serve
 
     def serve(self) -> int:
-        import uvicorn  # noqa: PLC0415
+        import uvicorn
 
-        from eventmon.asgi import EventmonMiddleware  # noqa: PLC0415
-        from eventmon.demo._app import build_starlette_app  # noqa: PLC0415
+        from eventmon.asgi import EventmonMiddleware
+        from eventmon.demo._app import build_starlette_app
 
         app = EventmonMiddleware(
             build_starlette_app(self.state), collector=self.collector, dashboard=self.dashboard
