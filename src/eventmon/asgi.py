@@ -115,7 +115,13 @@ class EventmonMiddleware:
         # One coroutine frame for the whole request: an inner helper coroutine
         # would cost about as much as everything else eventmon does.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                if scope["type"] == "lifespan" and self.collector.multiprocess is not None:
+                    # The server has drained its requests: write this worker's
+                    # last state (uvicorn then dies by signal, skipping atexit).
+                    self.collector.multiprocess.server_stopping()
             return
         path = scope["path"]
         if path == self.metrics_path:

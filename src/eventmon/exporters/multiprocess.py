@@ -342,11 +342,10 @@ class WorkerAggregator:
         self.is_alive = is_alive
         self.clock = clock
         self._fixed_identity = identity
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._archive_cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         self._set_identity()
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / _LOCK).touch(exist_ok=True)
@@ -406,7 +405,7 @@ class WorkerAggregator:
             self._thread = None
 
     def _after_fork_child(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._thread = None
         if self._fixed_identity is None:
             self._set_identity()
@@ -423,6 +422,18 @@ class WorkerAggregator:
                 self.write()
             except Exception:
                 self.collector.internal_error("multiprocess.exit")
+
+    def server_stopping(self) -> None:
+        """Write now: the server has drained its requests (ASGI lifespan shutdown).
+
+        uvicorn ends a graceful shutdown by re-raising SIGTERM with its default
+        action, so ``atexit`` never runs there; this write is what keeps every
+        request a drained worker served. Never raises.
+        """
+        try:
+            self.write()
+        except Exception:
+            self.collector.internal_error("multiprocess.shutdown")
 
     # -------------------------------------------------------------- writing
 
@@ -582,16 +593,13 @@ class WorkerAggregator:
         return done
 
     def _read_archive(self) -> dict[str, Any]:
-        path = self.directory / _ARCHIVE
+        # Read afresh every time: a cache keyed on inode, size and mtime can be
+        # fooled by inode reuse within one coarse mtime tick, and a stale archive
+        # written back would lose counts.
         try:
-            st = path.stat()
+            state: dict[str, Any] = json.loads((self.directory / _ARCHIVE).read_bytes())
         except FileNotFoundError:
             return {}
-        key = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if self._archive_cache is not None and self._archive_cache[0] == key:
-            return self._archive_cache[1]
-        state: dict[str, Any] = json.loads(path.read_bytes())
-        self._archive_cache = (key, state)
         return state
 
     def _write_archive(self, state: dict[str, Any]) -> None:

@@ -1,0 +1,197 @@
+"""Worker aggregation under real gunicorn and uvicorn servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import math
+import os
+import random
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from servers import PYTHON, free_port, running
+
+pytestmark = pytest.mark.slow
+
+INTERVAL = 0.2  # EVENTMON_MULTIPROC_INTERVAL for these servers
+SETTLE = 1.0  # > INTERVAL plus scheduling slack on a busy 2-core machine
+
+
+def _get(port: int, path: str) -> tuple[int, bytes, float]:
+    """One request on a fresh connection (so requests spread over workers)."""
+    t0 = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        r = conn.getresponse()
+        body = r.read()
+    finally:
+        conn.close()
+    return r.status, body, time.perf_counter() - t0
+
+
+def _scrape(port: int) -> dict[str, float]:
+    status, body, _ = _get(port, "/metrics")
+    assert status == 200, body
+    out = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def _requests_total(samples: dict[str, float]) -> int:
+    return int(sum(v for k, v in samples.items() if k.startswith("http_requests_total{")))
+
+
+def _load(
+    port: int, paths: list[str], threads: int
+) -> tuple[list[tuple[str, int, bytes, float]], int]:
+    """Send every path; (path, status, body, seconds) per answered request, and resets.
+
+    A worker that is told to stop closes the connections it has accepted but not
+    started to read (gunicorn TTOU, max_requests): the client sees a reset and no
+    response, the request never reached the app, and it is sent again, as a real
+    client or load balancer would.
+    """
+    results: list[tuple[str, int, bytes, float]] = []
+    resets = 0
+    lock = threading.Lock()
+
+    def one(path: str) -> None:
+        nonlocal resets
+        for _ in range(5):
+            try:
+                status, body, seconds = _get(port, path)
+            except (ConnectionError, http.client.RemoteDisconnected):
+                with lock:
+                    resets += 1
+                continue
+            with lock:
+                results.append((path, status, body, seconds))
+            return
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, paths))
+    return results, resets
+
+
+@pytest.fixture
+def mpdir(tmp_path: Path) -> dict[str, str]:
+    return {
+        "EVENTMON_MULTIPROC_DIR": str(tmp_path / "mp"),
+        "EVENTMON_MULTIPROC_INTERVAL": str(INTERVAL),
+    }
+
+
+def _gunicorn(port: int, workers: int, *extra: str) -> list[str]:
+    return [
+        PYTHON, "-m", "gunicorn", "-w", str(workers), "-k", "uvicorn.workers.UvicornWorker",
+        "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", *extra, "apps.mp_app:app",
+    ]  # fmt: skip
+
+
+def _p95(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[max(1, math.ceil(0.95 * len(xs))) - 1]
+
+
+def test_gunicorn_four_workers_exact_counts_and_merged_p95(mpdir: dict[str, str]) -> None:
+    port = free_port()
+    rng = random.Random(7)
+    delays = [rng.randint(20, 100) for _ in range(320)]
+    paths = [f"/work/{d}" for d in delays] + ["/work/0"] * 80
+    rng.shuffle(paths)
+    with running(_gunicorn(port, 4), port, env=mpdir):
+        results, _ = _load(port, paths, threads=16)
+        assert len(results) == len(paths)
+        assert all(status == 200 for _, status, _, _ in results)
+        assert len({body for _, _, body, _ in results}) == 4  # every worker served some
+        sent = len(results)
+        time.sleep(SETTLE)
+        scrapes = [_scrape(port) for _ in range(20)]
+    assert [_requests_total(s) for s in scrapes] == [sent] * 20
+    # p95 of the merged HDR histogram against the client's p95 of the same requests.
+    # The server times a request from its middleware to the last body byte; the client
+    # adds connect, send and parse time on top, so the client's p95 is the higher one:
+    #   hdr_p95 <= client_p95 * (1 + 1/128) + 1 µs   (HDR reports the top of a slot)
+    #   hdr_p95 >= client_p95 - jitter
+    # where jitter bounds that transport overhead: three times the client-side p95 of
+    # the zero-delay requests of the same run (same path, same load), at least 5 ms.
+    client = [s for p, _, _, s in results if p != "/work/0"]
+    fast = [s for p, _, _, s in results if p == "/work/0"]
+    jitter = max(0.005, 3 * _p95(fast))
+    hdr_p95 = scrapes[-1][
+        'http_request_duration_hdr_seconds{endpoint="/work/{ms}",quantile="0.95"}'
+    ]
+    assert hdr_p95 <= _p95(client) * (1 + 1 / 128) + 1e-6
+    assert hdr_p95 >= _p95(client) - jitter, (hdr_p95, _p95(client), jitter)
+    # The delays the client asked for bound the server side from below too.
+    assert hdr_p95 >= _p95([d / 1000 for d in delays])
+    workers = {k for k in scrapes[-1] if k.startswith("process_resident_memory_bytes{worker=")}
+    assert len(workers) == 4
+
+
+def test_gunicorn_ttou_and_max_requests_keep_totals(mpdir: dict[str, str]) -> None:
+    port = free_port()
+    rng = random.Random(11)
+    paths = [f"/work/{rng.randint(2, 20)}" for _ in range(480)]
+    seen: list[dict[str, float]] = []
+    stop = threading.Event()
+
+    def scraper() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):  # a worker went away with our connection
+                seen.append(_scrape(port))
+            time.sleep(0.05)
+
+    cmd = _gunicorn(port, 4, "--max-requests", "50")
+    with running(cmd, port, env=mpdir) as proc:
+        t = threading.Thread(target=scraper)
+        t.start()
+        first, f1 = _load(port, paths[:160], threads=8)
+        os.kill(proc.pid, signal.SIGTTOU)  # the master removes its oldest worker
+        second, f2 = _load(port, paths[160:320], threads=8)
+        os.kill(proc.pid, signal.SIGTTOU)
+        third, f3 = _load(port, paths[320:], threads=8)
+        time.sleep(SETTLE)
+        stop.set()
+        t.join()
+        final = [_scrape(port) for _ in range(5)]
+        archive = Path(mpdir["EVENTMON_MULTIPROC_DIR"]) / "archive.json"
+        live_files = list(Path(mpdir["EVENTMON_MULTIPROC_DIR"]).glob("w-*.json"))
+    assert f1 + f2 + f3 <= 20  # resets, each retried
+    sent = len(first) + len(second) + len(third)
+    assert sent == 480
+    assert [_requests_total(s) for s in final] == [sent] * 5
+    assert archive.exists()  # recycled and removed workers were archived...
+    assert len(live_files) <= 3  # ...and their files removed (2 workers + maybe the master)
+    # No scraped counter ever decreased, series by series.
+    assert len(seen) >= 10
+    for before, after in zip(seen, seen[1:] + final, strict=False):
+        for name, value in before.items():
+            if name.startswith(("http_requests_total{", "http_request_duration_seconds_")):
+                assert after.get(name, 0) >= value, name
+
+
+def test_uvicorn_three_workers_exact_counts(mpdir: dict[str, str]) -> None:
+    port = free_port()
+    cmd = [
+        PYTHON, "-m", "uvicorn", "apps.mp_app:app", "--workers", "3",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    paths = [f"/work/{i % 7}" for i in range(300)]
+    with running(cmd, port, env=mpdir):
+        results, _ = _load(port, paths, threads=12)
+        time.sleep(SETTLE)
+        scrapes = [_scrape(port) for _ in range(20)]
+    assert len(results) == 300
+    assert len({body for _, _, body, _ in results}) >= 2
+    assert [_requests_total(s) for s in scrapes] == [300] * 20
