@@ -278,3 +278,24 @@ def test_asyncio_lifespan_runs_and_stops(collector) -> None:
 
     assert asyncio.run(main()) == 0
     assert [e["status"] for e in feed.events()] == ["firing"]
+
+
+def test_the_autoscalers_own_event_type_is_accepted(col, clock) -> None:
+    autoscaler = pytest.importorskip("eventmon.scaling.autoscaler")
+    rules = [r for r in default_rules(scaling=True) if r.name == "slow_scale_out"]
+    eng, feed = engine_for(col, clock, *rules)
+    event = autoscaler.ScaleEvent(2, 5, "cpu 91%", duration=420.0, at=1_700_000_000.0,
+                                  backend="gunicorn")  # fmt: skip
+    eng.notify_scaling_event(event)
+    failed = autoscaler.ScaleEvent(5, 6, "cpu 95%", error="quota exceeded", backend="k8s")
+    eng.notify_scaling_event(failed)
+    (n,) = eng.evaluate()
+    assert (n.name, n.value) == ("slow_scale_out", 420.0)
+    eng.dispatcher.flush(5)
+    first, second, _ = feed.events()
+    assert (first["from"], first["to"], first["duration"]) == (2, 5, 420.0)
+    assert first["labels"]["backend"] == "gunicorn"
+    assert first["at"] == 1_700_000_000.0
+    assert second["error"] == "quota exceeded"
+    assert "failed" in second["summary"]
+    eng.stop()

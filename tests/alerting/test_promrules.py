@@ -57,7 +57,7 @@ CASES: dict[str, tuple[dict[str, str], str, str]] = {
     # rate() of one counter from zero reaches its full value once the 1m window is full
     "high_cpu_usage": ({"process_cpu_seconds_total": "0+27x40"}, "5m45s", "6m"),
     "high_memory_usage": ({"process_resident_memory_bytes": "950x40"}, "4m45s", "5m"),
-    "slow_scale_out": ({"eventmon_scale_out_seconds": "400x10"}, "", "0m"),
+    "slow_scale_out": ({"eventmon_last_scale_out_seconds": "400x10"}, "", "0m"),
     "slow_search": (
         {'http_request_duration_seconds_bucket{endpoint="/search",le="0.05"}': "0+50x40",
          'http_request_duration_seconds_count{endpoint="/search"}': "0+100x40"},

@@ -39,7 +39,7 @@ __all__ = [
 
 DB_CONNECTION_ERRORS = "db_connection_errors"
 #: gauge the autoscaler's events set: seconds the last scale-out took
-SCALE_OUT_GAUGE = "eventmon_scale_out_seconds"
+SCALE_OUT_GAUGE = "eventmon_last_scale_out_seconds"  # the autoscaler exports it too
 
 _SNAPSHOT = frozenset(
     {

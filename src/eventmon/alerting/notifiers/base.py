@@ -83,6 +83,8 @@ class ScalingEvent:
     duration: float | None = None
     at: float = field(default_factory=time.time)
     labels: Mapping[str, str] = field(default_factory=dict)
+    error: str | None = None
+    """Why the change failed, if it did."""
 
     @property
     def direction(self) -> str:
@@ -97,6 +99,11 @@ class ScalingEvent:
     def summary(self) -> str:
         took = f" in {self.duration:.1f}s" if self.duration is not None else ""
         why = f" ({self.reason})" if self.reason else ""
+        if self.error:
+            return (
+                f"scaling {self.direction} failed: {self.from_instances} -> {self.to_instances}"
+                f"{why}: {self.error}"
+            )
         return f"scaled {self.direction}: {self.from_instances} -> {self.to_instances}{took}{why}"
 
     @classmethod
@@ -123,13 +130,15 @@ class ScalingEvent:
         duration = get("duration", "duration_seconds", "seconds")
         at = get("at", "timestamp", "time")
         labels = get("labels")
+        error = get("error")
         return cls(
             from_instances=int(frm),
             to_instances=int(to),
             reason=str(get("reason") or ""),
             duration=None if duration is None else float(duration),
-            at=time.time() if at is None else float(at),
+            at=time.time() if not at else float(at),
             labels=_frozen(labels),
+            error=None if error is None else str(error),
         )
 
 

@@ -38,6 +38,7 @@ def notification_to_dict(n: Notification) -> dict[str, Any]:
         "at": n.at,
         "summary": n.summary,
         "labels": dict(n.labels),
+        "error": n.error,
     }
 
 
