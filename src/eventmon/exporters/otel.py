@@ -1,0 +1,175 @@
+"""OpenTelemetry: eventmon's request metrics flow into a ``MeterProvider``.
+
+Every request eventmon observes is recorded, with the exact duration eventmon
+measured (seconds, not rounded), on the stable HTTP semantic-convention
+instrument ``http.server.request.duration`` with the attributes ``http.route``,
+``http.request.method``, ``http.response.status_code`` and, for 5xx,
+``error.type``; ``http.server.active_requests`` reports requests in progress.
+Any reader then works: the Prometheus reader, OTLP, the in-memory reader.
+
+The request path is not touched: the collector hands each folded batch of
+observations to this bridge (a deque append), and the bridge records them
+into OpenTelemetry when a reader collects (from the observable instrument's
+callback) or when :meth:`OTelBridge.export` runs in a
+:class:`~eventmon.exporters.base.PeriodicExportLoop`. Needs
+``pip install eventmon[otel]``; imported lazily.
+
+Example::
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    provider = MeterProvider(metric_readers=[PrometheusMetricReader()])
+    OTelBridge(collector, provider)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from eventmon._exceptions import ConfigurationError
+from eventmon.core.registry import OVERFLOW, UNMATCHED
+
+if TYPE_CHECKING:
+    from eventmon.collector import MetricsCollector
+    from eventmon.exporters.base import ExportSnapshot
+
+__all__ = ["SEMCONV_DURATION_BUCKETS", "OTelBridge"]
+
+#: The explicit bucket boundaries the HTTP semantic conventions advise (seconds).
+SEMCONV_DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+
+_KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+
+
+class OTelBridge:
+    """Feeds a collector's observations into an OpenTelemetry ``MeterProvider``.
+
+    Args:
+        collector: the eventmon collector to read.
+        meter_provider: where to record (default: the global provider).
+        max_pending: observations buffered between two collections; past it the
+            oldest are dropped and counted (``eventmon_internal_errors_total``).
+        max_routes: distinct ``http.route`` values; others become ``__overflow__``.
+    """
+
+    def __init__(
+        self,
+        collector: MetricsCollector,
+        meter_provider: Any = None,
+        *,
+        max_pending: int = 1_000_000,
+        max_routes: int = 1000,
+    ) -> None:
+        if max_pending < 1 or max_routes < 1:
+            raise ConfigurationError("max_pending and max_routes must be whole numbers >= 1")
+        from opentelemetry import metrics
+        from opentelemetry.metrics import CallbackOptions, Observation
+
+        self._observation = Observation
+        self.collector = collector
+        provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+        from eventmon import __version__
+
+        meter = provider.get_meter("eventmon", __version__)
+        self._duration = meter.create_histogram(
+            "http.server.request.duration",
+            unit="s",
+            description="Duration of HTTP server requests.",
+            explicit_bucket_boundaries_advisory=list(SEMCONV_DURATION_BUCKETS),
+        )
+
+        def active(options: CallbackOptions) -> Iterable[Any]:
+            self.drain()
+            return [Observation(self.collector.in_progress())]
+
+        meter.create_observable_up_down_counter(
+            "http.server.active_requests",
+            callbacks=[active],
+            unit="{request}",
+            description="Number of active HTTP server requests.",
+        )
+        self.max_pending = max_pending
+        self.max_routes = max_routes
+        self.dropped = 0
+        self._pending: deque[tuple[Any, ...]] = deque()
+        self._attrs: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self._routes: set[str] = set()
+        self._drain_lock = threading.Lock()
+        self._closed = False
+        collector.add_fold_listener(self._on_batch)
+
+    def _on_batch(self, batch: list[tuple[Any, ...]]) -> None:
+        # Runs under the collector's journal lock: only a deque extend.
+        if self._closed:
+            return
+        pending = self._pending
+        pending.extend(batch)
+        over = len(pending) - self.max_pending
+        if over > 0:
+            for _ in range(over):
+                pending.popleft()
+            self.dropped += over
+            self.collector.record_internal_error("otel.dropped")
+
+    def _attributes(self, method: str, endpoint: str, status: int) -> dict[str, Any]:
+        key = (method, endpoint, status)
+        attrs = self._attrs.get(key)
+        if attrs is None:
+            attrs = {
+                "http.request.method": method if method in _KNOWN_METHODS else "_OTHER",
+                "http.response.status_code": status,
+            }
+            if endpoint != UNMATCHED:  # semconv: omit the route when none matched
+                if endpoint not in self._routes and len(self._routes) >= self.max_routes:
+                    endpoint = OVERFLOW
+                else:
+                    self._routes.add(endpoint)
+                attrs["http.route"] = endpoint
+            if status >= 500:
+                attrs["error.type"] = str(status)
+            if len(self._attrs) < 10 * self.max_routes:
+                self._attrs[key] = attrs
+        return attrs
+
+    def drain(self) -> int:
+        """Record every pending observation into OpenTelemetry now; returns how many."""
+        if self._closed:
+            return 0
+        try:
+            self.collector.flush()
+        except Exception:
+            self.collector.internal_error("otel.flush")
+        n = 0
+        with self._drain_lock:
+            pending = self._pending
+            record = self._duration.record
+            attributes = self._attributes
+            while pending:
+                method, endpoint, status, seconds, _ = pending.popleft()
+                record(seconds, attributes(method, endpoint, status))
+                n += 1
+        return n
+
+    # Exporter protocol: usable in a PeriodicExportLoop for push-style readers.
+    def export(self, snapshot: ExportSnapshot) -> None:
+        """Record what is pending (the snapshot itself is not needed)."""
+        self.drain()
+
+    def force_flush(self, timeout: float = 10.0) -> bool:
+        """Record what is pending; ``True``."""
+        self.drain()
+        return True
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Record what is pending and stop; idempotent."""
+        if not self._closed:
+            self.drain()
+            self._closed = True
+            self._pending.clear()

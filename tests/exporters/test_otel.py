@@ -1,0 +1,138 @@
+"""eventmon → OpenTelemetry, read through the in-memory reader and the Prometheus reader."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk.metrics")
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from eventmon import MetricsCollector
+from eventmon.exporters.base import PeriodicExportLoop
+from eventmon.exporters.otel import SEMCONV_DURATION_BUCKETS, OTelBridge
+
+
+def _points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    out = []
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                if m.name == name:
+                    out.extend(m.data.data_points)
+    return out
+
+
+def _feed(c: MetricsCollector) -> list[float]:
+    values = []
+    for i in range(1, 101):
+        seconds = i * 0.0001234  # sub-millisecond detail must survive
+        c.observe("GET", "/events/{event_id}", 200, seconds)
+        values.append(seconds)
+    c.observe("POST", "/orders", 503, 0.75)
+    c.observe("BREW", "/orders", 201, 0.002)
+    c.observe("GET", "__unmatched__", 404, 0.001)
+    return values
+
+
+def test_in_memory_reader_sees_semconv_histogram(collector: MetricsCollector) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    bridge = OTelBridge(collector, provider)
+    values = _feed(collector)
+    collector.begin()  # one request in progress
+    points = {
+        tuple(sorted(p.attributes.items())): p
+        for p in _points(reader, "http.server.request.duration")
+    }
+    get = points[
+        (
+            ("http.request.method", "GET"),
+            ("http.response.status_code", 200),
+            ("http.route", "/events/{event_id}"),
+        )
+    ]
+    assert get.count == 100
+    assert get.sum == pytest.approx(sum(values), rel=1e-12)
+    assert list(get.explicit_bounds) == list(SEMCONV_DURATION_BUCKETS)
+    assert get.bucket_counts[0] == sum(1 for v in values if v <= 0.005)
+    assert get.min == pytest.approx(0.0001234)
+    err = points[
+        (
+            ("error.type", "503"),
+            ("http.request.method", "POST"),
+            ("http.response.status_code", 503),
+            ("http.route", "/orders"),
+        )
+    ]
+    assert err.count == 1
+    assert err.sum == 0.75
+    other = [k for k in points if ("http.request.method", "_OTHER") in k]
+    assert len(other) == 1
+    unmatched = [k for k in points if ("http.response.status_code", 404) in k]
+    assert all(name != "http.route" for name, _ in unmatched[0])
+    active = _points(reader, "http.server.active_requests")
+    assert active[0].value == 1
+    # Cumulative: a second collection adds only what is new.
+    collector.observe("GET", "/events/{event_id}", 200, 0.01)
+    points2 = _points(reader, "http.server.request.duration")
+    total = sum(p.count for p in points2)
+    assert total == 104
+    bridge.shutdown()
+    bridge.shutdown()
+    provider.shutdown()
+
+
+def test_prometheus_reader_through_prometheus_client() -> None:
+    pytest.importorskip("opentelemetry.exporter.prometheus")
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    c = MetricsCollector(slow_hooks=())
+    reader = PrometheusMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    OTelBridge(c, provider)
+    _feed(c)
+    from prometheus_client import REGISTRY
+
+    try:
+        text = generate_latest(REGISTRY).decode()  # the reader registers there
+    finally:
+        provider.shutdown()  # unregisters the reader
+        c.shutdown()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    fam = families["http_server_request_duration_seconds"]
+    counts = {
+        (s.labels["http_request_method"], s.labels.get("http_route")): s.value
+        for s in fam.samples
+        if s.name.endswith("_count")
+    }
+    assert counts[("GET", "/events/{event_id}")] == 100
+    assert counts[("POST", "/orders")] == 1
+    buckets = [s for s in fam.samples if s.name.endswith("_bucket") and s.labels["le"] == "0.005"]
+    assert buckets
+
+
+def test_bridge_in_a_periodic_loop_and_overflow(collector: MetricsCollector) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    bridge = OTelBridge(collector, provider, max_pending=10, max_routes=2)
+    for i in range(30):
+        collector.observe("GET", f"/r{i % 3}", 200, 0.001)
+    collector.flush()  # folds 30 into a 10-slot buffer: 20 dropped and counted
+    assert bridge.dropped == 20
+    assert collector.internal_errors()["otel.dropped"] >= 1
+    loop = PeriodicExportLoop(collector, [bridge], interval=60)
+    assert loop.export_once() == 0
+    routes = {
+        p.attributes.get("http.route") for p in _points(reader, "http.server.request.duration")
+    }
+    assert "__overflow__" in routes
+    assert len(routes) == 3
+    loop.shutdown()
+    provider.shutdown()
