@@ -299,3 +299,11 @@ def test_the_autoscalers_own_event_type_is_accepted(col, clock) -> None:
     assert second["error"] == "quota exceeded"
     assert "failed" in second["summary"]
     eng.stop()
+
+
+def test_declared_counters_keep_the_apps_label_names(col, clock) -> None:
+    eng, _ = engine_for(col, clock, AlertRule("o", "orders > 2"), declare=["orders"])
+    col.increment_counter("orders", {"shop": "eu"}, amount=2)
+    col.increment_counter("orders", {"shop": "us"}, amount=1)
+    (n,) = eng.evaluate()
+    assert n.value == 3.0

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from eventmon._exceptions import ConfigurationError, RuleError
 from eventmon.alerting.expr import Condition
-from eventmon.alerting.metrics import SCALE_OUT_GAUGE, RuleMetrics
+from eventmon.alerting.metrics import DB_CONNECTION_ERRORS, SCALE_OUT_GAUGE, RuleMetrics
 from eventmon.alerting.notifiers.base import AlertNotice, Notifier, ScalingEvent
 from eventmon.alerting.notifiers.dispatcher import NotificationDispatcher
 from eventmon.alerting.rules import AlertRule, check_unique
@@ -145,11 +145,13 @@ class AlertEngine:
             condition = rule.parsed.bind(self.metrics.catalog())
         except RuleError as e:
             raise RuleError(f"rule {rule.name!r}: {e}") from None
-        for m in condition.metrics:
-            # A counter a rule reads is exported from the start (at 0), so the
-            # same rule in Prometheus sees the series before the first error.
-            if self.metrics.kind(m.name) == "counter":
-                self.collector.increment_counter(m.name, amount=0)
+        if any(m.name == DB_CONNECTION_ERRORS for m in condition.metrics) and (
+            DB_CONNECTION_ERRORS not in self.collector._counter_help
+        ):
+            # Exported from the start (at 0), so the same rule in Prometheus sees
+            # the series before the first error. Only this counter: for others
+            # the app's first increment decides the label names.
+            self.collector.increment_counter(DB_CONNECTION_ERRORS, amount=0)
         with self._lock:
             self._alerts[rule.name] = _Alert(rule, condition)
 
