@@ -527,6 +527,15 @@ class MetricsCollector:
             return float(sum(per.values()))
         return float(per.get(_split_labels(labels)[1], 0))
 
+    @property
+    def window_seconds(self) -> int:
+        """Seconds covered by the realtime snapshot's sliding window."""
+        return self._window.size
+
+    def counter_names(self) -> set[str]:
+        """Names of the counters defined so far (incremented or declared)."""
+        return {n[:-6] if n.endswith("_total") else n for n in self._counter_help}
+
     def counter_labels(self, name: str) -> tuple[str, ...]:
         return self._counter_help.get(name, ("", ()))[1]
 

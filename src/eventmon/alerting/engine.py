@@ -146,7 +146,7 @@ class AlertEngine:
         except RuleError as e:
             raise RuleError(f"rule {rule.name!r}: {e}") from None
         if any(m.name == DB_CONNECTION_ERRORS for m in condition.metrics) and (
-            DB_CONNECTION_ERRORS not in self.collector._counter_help
+            DB_CONNECTION_ERRORS not in self.collector.counter_names()
         ):
             # Exported from the start (at 0), so the same rule in Prometheus sees
             # the series before the first error. Only this counter: for others

@@ -120,7 +120,7 @@ class RuleMetrics:
     ) -> None:
         self.collector = collector
         self.clock = clock or collector.clock
-        self.window = float(collector._window.size)
+        self.window = float(collector.window_seconds)
         self.declared = set(declare) | {DB_CONNECTION_ERRORS}
         self._lock = threading.Lock()
         self._counter_hist: dict[str, deque[tuple[float, float]]] = {}
@@ -129,7 +129,7 @@ class RuleMetrics:
     def catalog(self) -> dict[str, MetricInfo]:
         """Every metric a rule may name right now."""
         out = dict(BUILTIN_METRICS)
-        counters = set(self.collector.counters()) | set(self.collector._counter_help)
+        counters = set(self.collector.counters()) | self.collector.counter_names()
         for name in self.declared | {n[:-6] if n.endswith("_total") else n for n in counters}:
             if name not in out:
                 out[name] = MetricInfo(name, "", help=f"increase of counter {name} over the window")

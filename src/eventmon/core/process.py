@@ -70,12 +70,13 @@ class ProcessStats:
     def cpu_percent(self) -> float:
         """Share of the machine's CPU used since the previous call (0–100).
 
-        Calls closer together than 0.1 s return the previous value, so a busy
-        dashboard does not turn clock jitter into noise.
+        Each figure covers at least one second: calls closer together return the
+        previous figure, so several readers (dashboard, alert engine, scaler)
+        share one measurement instead of each seeing a sliver.
         """
         wall = self._clock()
         elapsed = wall - self._last_wall
-        if elapsed < 0.1:
+        if elapsed < 1.0:
             return self._last_value
         cpu = self._cpu_seconds()
         value = max(0.0, min(100.0, (cpu - self._last_cpu) / elapsed / self._cpus * 100.0))
