@@ -145,6 +145,19 @@ class InFlight:
         self.threads.append(t)
         return first.strip().removeprefix("pid=")
 
+    def open_batch(self, k: int) -> set[str | None]:
+        """Open `k` long requests at once; the pids serving them."""
+        pids: list[str | None] = []
+        threads = [
+            threading.Thread(target=lambda: pids.append(self.open_one()), daemon=True)
+            for _ in range(k)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        return set(pids)
+
     def join(self) -> None:
         for t in self.threads:
             t.join(LONG + 40)
@@ -168,8 +181,11 @@ class DrainCheckingBackend:
         if n < len(workers):
             self.scale_downs += 1
             victim = workers[0] if self.backend.retires == "oldest" else workers[-1]
-            for _ in range(40):
-                if self.inflight.open_one() == str(victim.pid):
+            # Open long requests in parallel batches until one is on the victim: an
+            # idle server's kernel hands most connections to one process, and
+            # concurrent connects spread them.
+            for _ in range(12):
+                if str(victim.pid) in self.inflight.open_batch(6):
                     self.victims_hit += 1
                     break
         return self.backend.scale_to(n)
