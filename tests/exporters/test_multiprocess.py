@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import time
 from pathlib import Path
 
@@ -148,17 +147,11 @@ def test_scrape_cost_does_not_grow_with_dead_workers(workers: Workers) -> None:
         c.multiprocess.write()
     scraper = live[0]
 
-    def timed() -> float:
-        times = []
-        for _ in range(7):
-            t0 = time.perf_counter()
-            body = render(scraper)
-            times.append(time.perf_counter() - t0)
-        assert _total(body) == 4 * 1000 + dead_requests
-        return statistics.median(times)
+    def scrape() -> None:
+        assert _total(render(scraper)) == 4 * 1000 + dead_requests
 
     dead_requests = 0
-    before = timed()
+    scrape()
     for j in range(200):
         c = workers.spawn(1000 + j)
         for i, ep in enumerate(endpoints[j % 50 :: 50]):
@@ -166,11 +159,18 @@ def test_scrape_cost_does_not_grow_with_dead_workers(workers: Workers) -> None:
             dead_requests += 1
         c.multiprocess.write()
         workers.kill(1000 + j)
-    after = timed()  # the first scrape archives the 200 files; `timed` takes the median
-    names = [p.name for p in workers.directory.iterdir() if p.name.startswith("w-")]
-    assert len(names) == 4
-    assert after < before * 1.5 + 0.005, (before, after)
-    assert before < 0.25  # the 50 ms target is measured by benchmarks/bench_multiprocess.py
+    scrape()  # archives the 200 dead workers' files
+    scrape()
+    # What a scrape reads no longer depends on how many workers ever existed: the
+    # live workers' files and one archive whose series are the distinct dead series.
+    # (Scrape time itself is measured by benchmarks/bench_multiprocess.py, not here.)
+    names = sorted(p.name for p in workers.directory.iterdir() if not p.name.startswith("."))
+    assert len([n for n in names if n.startswith("w-")]) == 4
+    assert names[0] == "archive.json"
+    archive = json.loads((workers.directory / "archive.json").read_text())
+    assert len(archive["merged"]) == 200
+    archived_series = json.dumps(archive).count('"POST"')
+    assert 0 < archived_series <= len(endpoints)
 
 
 def test_corrupt_file_is_skipped_and_counted(workers: Workers) -> None:
