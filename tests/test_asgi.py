@@ -317,3 +317,33 @@ def test_bad_options_fail_at_start_up(collector: MetricsCollector) -> None:
         EventmonMiddleware(lambda *a: None, collector=collector, unit="minutes")
     with pytest.raises(ConfigurationError, match="exclude_paths"):
         EventmonMiddleware(lambda *a: None, collector=collector, exclude_paths=["health"])
+
+
+def test_cancelled_request_is_recorded_as_499(collector: MetricsCollector) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def slow(request: Any) -> PlainTextResponse:
+        await asyncio.sleep(10)
+        return PlainTextResponse("late")
+
+    app = EventmonMiddleware(Starlette(routes=[Route("/slow", slow)]), collector=collector)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    async def run() -> None:
+        scope = {"type": "http", "method": "GET", "path": "/slow", "headers": []}
+        task = asyncio.create_task(app(scope, receive, send))
+        await asyncio.sleep(0.05)
+        task.cancel()  # what a server does when the client is gone
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    assert counts(collector) == {("GET", "/slow", "499"): 1}
+    assert collector.in_progress() == 0

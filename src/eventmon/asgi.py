@@ -14,6 +14,7 @@ pass straight through.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -172,7 +173,8 @@ class EventmonMiddleware:
         except BaseException as exc:
             if not done:
                 done = True
-                client_gone = disconnected or isinstance(exc, OSError)
+                # A cancelled task or a failed write means the client went away.
+                client_gone = disconnected or isinstance(exc, (OSError, asyncio.CancelledError))
                 self._finish(token, scope, CLIENT_CLOSED if client_gone else 500, start)
             raise
         else:
