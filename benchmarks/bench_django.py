@@ -32,6 +32,16 @@ def _urlpatterns() -> list[Any]:
 urlpatterns: list[Any] = []
 
 
+class PassThrough:
+    """A do-nothing Django middleware: the floor for any middleware."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        return self.get_response(request)
+
+
 def configure() -> None:
     import django
     from django.conf import settings
@@ -65,6 +75,7 @@ def handler(middleware: list[str]) -> Any:
 def variants(include_peers: bool) -> dict[str, Any]:
     apps: dict[str, Any] = {}
     apps["bare django"] = handler([])
+    apps["pass-through middleware"] = handler([f"{__name__}.PassThrough"])
     apps["eventmon"] = handler(["eventmon.django.EventmonMiddleware"])
     if include_peers:
         try:

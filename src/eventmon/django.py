@@ -23,6 +23,7 @@ page with :func:`metrics_view` from ``urls.py`` instead), ``exclude_paths``,
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
@@ -115,19 +116,20 @@ class EventmonMiddleware:
             return self.get_response(request)
         collector = self.collector
         try:
-            collector.request_started()
+            token = collector.begin()
         except Exception:
-            collector.internal_error("django.start")
+            collector.internal_error("django.begin")
+            return self.get_response(request)
         start = collector.clock()
         try:
             response = self.get_response(request)
         except BaseException:
-            self._finish(request, 500, start)
+            self._finish(token, request, 500, start)
             raise
         if response.streaming:
-            self._time_stream(request, response, start)
+            self._time_stream(token, request, response, start)
         else:
-            self._finish(request, response.status_code, start)
+            self._finish(token, request, response.status_code, start)
         return response
 
     async def __acall__(self, request: Any) -> Any:
@@ -138,44 +140,53 @@ class EventmonMiddleware:
             return await self.get_response(request)
         collector = self.collector
         try:
-            collector.request_started()
+            token = collector.begin()
         except Exception:
-            collector.internal_error("django.start")
+            collector.internal_error("django.begin")
+            return await self.get_response(request)
         start = collector.clock()
         try:
             response = await self.get_response(request)
         except BaseException:
-            self._finish(request, 500, start)
+            self._finish(token, request, 500, start)
             raise
         if response.streaming:
-            self._time_stream(request, response, start)
+            self._time_stream(token, request, response, start)
         else:
-            self._finish(request, response.status_code, start)
+            self._finish(token, request, response.status_code, start)
         return response
 
-    def _time_stream(self, request: Any, response: Any, start: float) -> None:
+    def _time_stream(self, token: Any, request: Any, response: Any, start: float) -> None:
         try:
-            content = response.streaming_content
+            stream = _Stream(self, token, request, start, response.status_code)
+            # Recorded when the response is closed, which Django's handlers and WSGI
+            # servers do once the body is out. (Django's own list of closers: a plain
+            # function there keeps the response free of reference cycles.)
+            closers = getattr(response, "_resource_closers", None)
+            if closers is not None:
+                closers.append(stream.closed)
+                if getattr(response, "file_to_stream", None) is not None:
+                    # A FileResponse: leave it whole, so that a WSGI server can still
+                    # sendfile() it; it is timed until the server closes it.
+                    return
+            # And at the last chunk, or at an error or a disconnect while streaming.
             wrap = _timed_async if response.is_async else _timed_sync
-            response.streaming_content = wrap(self, request, response, start, content)
+            response.streaming_content = wrap(stream, response.streaming_content)
         except Exception:
             self.collector.internal_error("django.stream")
-            self._finish(request, response.status_code, start)
+            self._finish(token, request, response.status_code, start)
 
-    def _finish(self, request: Any, status: int, start: float) -> None:
-        collector = self.collector
+    def _finish(self, token: Any, request: Any, status: int, start: float) -> None:
         try:
-            end = collector.clock()
-            collector.request_finished()
             match = request.resolver_match
             if match is None:
                 endpoint = UNMATCHED
             else:
                 route = match.route
                 endpoint = self._routes.get(route) or self._learn(route)
-            collector._record(request.method, endpoint, status, end - start, end)
+            self.collector.end(token, request.method, endpoint, status, start)
         except Exception:
-            collector.internal_error("django.observe")
+            self.collector.internal_error("django.observe")
 
     def _learn(self, route: str | None) -> str:
         # Django's route has no leading slash; a regex pattern keeps its own form.
@@ -187,34 +198,54 @@ class EventmonMiddleware:
         return template
 
 
-def _timed_sync(
-    mw: EventmonMiddleware, request: Any, response: Any, start: float, content: Iterable[bytes]
-) -> Iterator[bytes]:
-    status = CLIENT_CLOSED
+class _Stream:
+    """A streaming response in flight: recorded at its last chunk, or when closed."""
+
+    __slots__ = ("done", "middleware", "request", "start", "started", "status", "token")
+
+    def __init__(
+        self, middleware: EventmonMiddleware, token: Any, request: Any, start: float, status: int
+    ) -> None:
+        self.middleware = middleware
+        self.token = token
+        self.request = request
+        self.start = start
+        self.status = status
+        self.started = False
+        self.done = False
+
+    def finish(self, status: int) -> None:
+        if not self.done:
+            self.done = True
+            self.middleware._finish(self.token, self.request, status, self.start)
+
+    def closed(self) -> None:
+        # Closed after iteration began but before it ended: the client went away.
+        self.finish(CLIENT_CLOSED if self.started else self.status)
+
+
+def _timed_sync(stream: _Stream, content: Iterable[bytes]) -> Iterator[bytes]:
+    stream.started = True
     try:
         yield from content
-        status = response.status_code
     except GeneratorExit:
+        stream.finish(CLIENT_CLOSED)
         raise
     except BaseException:
-        status = 500
+        stream.finish(500)
         raise
-    finally:
-        mw._finish(request, status, start)
+    stream.finish(stream.status)
 
 
-async def _timed_async(
-    mw: EventmonMiddleware, request: Any, response: Any, start: float, content: Any
-) -> AsyncIterator[bytes]:
-    status = CLIENT_CLOSED
+async def _timed_async(stream: _Stream, content: Any) -> AsyncIterator[bytes]:
+    stream.started = True
     try:
         async for chunk in content:
             yield chunk
-        status = response.status_code
-    except GeneratorExit:
+    except (GeneratorExit, asyncio.CancelledError):
+        stream.finish(CLIENT_CLOSED)
         raise
     except BaseException:
-        status = 500
+        stream.finish(500)
         raise
-    finally:
-        mw._finish(request, status, start)
+    stream.finish(stream.status)

@@ -147,13 +147,6 @@ class EventmonMiddleware:
         )
         return [body]
 
-    def endpoint(self, environ: WSGIEnviron) -> str:
-        """The endpoint label of a finished request."""
-        endpoint = environ.get(ENDPOINT_KEY)
-        if endpoint is None and self.endpoint_resolver is not None:
-            endpoint = self.endpoint_resolver(environ)
-        return endpoint or UNMATCHED
-
 
 _SENDING, _EXHAUSTED, _DONE = 0, 1, 2
 
@@ -199,6 +192,14 @@ class _Response:
         return self._start_response(status, headers, exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
+        body = self.body
+        if type(body) is list or type(body) is tuple:
+            # Cannot fail while iterating: hand the server the plain iterator.
+            self.state = _EXHAUSTED
+            return iter(body)
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[bytes]:
         try:
             yield from self.body
         except GeneratorExit:
@@ -231,14 +232,14 @@ class _Response:
             return
         self.state = _DONE
         middleware = self.middleware
+        environ = self.environ
         try:
-            environ = self.environ
+            endpoint = environ.get(ENDPOINT_KEY)
+            if endpoint is None:
+                resolver = middleware.endpoint_resolver
+                endpoint = (resolver(environ) if resolver is not None else None) or UNMATCHED
             middleware.collector.end(
-                self.token,
-                environ.get("REQUEST_METHOD", "GET"),
-                middleware.endpoint(environ),
-                status,
-                self.start,
+                self.token, environ.get("REQUEST_METHOD", "GET"), endpoint, status, self.start
             )
         except Exception:
             middleware.collector.internal_error("wsgi.observe")

@@ -165,3 +165,31 @@ def test_regex_routes_keep_their_pattern(collector: MetricsCollector) -> None:
 class _NoClock:
     def advance(self, seconds: float) -> None:
         pass
+
+
+def test_file_response_sent_by_the_server_is_timed_until_close(clock: Any) -> None:
+    from werkzeug.wsgi import FileWrapper
+
+    c = MetricsCollector(slow_hooks=(), clock=clock)
+    with override_settings(
+        ROOT_URLCONF="adapters.djapp.urls_metrics_view", EVENTMON={"collector": c}
+    ):
+        env = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/download",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(),
+            "wsgi.file_wrapper": FileWrapper,
+        }
+        body = WSGIHandler()(env, lambda *a: None)
+        assert type(body) is FileWrapper  # Django hands the file to the server's sendfile
+        assert b"".join(body) == b"0123456789" * 100
+        clock.advance(0.4)
+        assert c.in_progress() == 1
+        body.close()
+    assert [(s.endpoint, s.status_code, s.count, s.sum) for s in c.series()] == [
+        ("/download", "200", 1, pytest.approx(0.4))
+    ]
+    assert c.in_progress() == 0
