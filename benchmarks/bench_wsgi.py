@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _harness import interleave, machine, report  # noqa: E402
+from _harness import interleave, machine, report
 
 
 def make_app() -> Any:

@@ -94,30 +94,44 @@ class EventmonMiddleware:
                     f"dashboard must be True, False, None or a Dashboard, got {dashboard!r}"
                 )
             self._dashboard = DashboardWSGI(dashboard)
+        # One startswith() per request tells whether a path may need anything but
+        # instrumenting; the exact checks run only for paths that pass it.
+        watch = [*self._exact, *self._prefixes]
+        if self._metrics_path is not None:
+            watch.append(self._metrics_path)
+        if self._dashboard is not None:
+            watch.append(self._dashboard.prefix[:-1])
+        self._watch = tuple(watch)
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path == self._metrics_path:
-            return self._serve_metrics(environ, start_response)
-        if self._dashboard is not None and self._dashboard.matches(path):
-            return self._dashboard(environ, start_response)  # type: ignore[no-any-return]
-        if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
-            return self.app(environ, start_response)
+        if path.startswith(self._watch):
+            special = self._special(path)
+            if special is not None:
+                return special(environ, start_response)
         collector = self.collector
         try:
             token = collector.begin()
         except Exception:
             collector.internal_error("wsgi.begin")
             return self.app(environ, start_response)
-        response = _Response(self, environ, start_response, token, collector.clock())
+        # Built without an __init__ call: each Python call costs here.
+        response = _new(_Response)
+        response.middleware = self
+        response.environ = environ
+        response._start_response = start_response
+        response.token = token
+        response.status = ""
+        response.state = _SENDING
+        response.inner_close = None
+        response.start = collector.clock()
         try:
             body = self.app(environ, response.start_response)
         except BaseException:
             response.finish(500)
             raise
         response.body = body
-        file_wrapper = environ.get("wsgi.file_wrapper")
-        if file_wrapper is not None and type(body) is file_wrapper:
+        if "wsgi.file_wrapper" in environ and body.__class__ is environ["wsgi.file_wrapper"]:
             # Keep the server's sendfile path: time the file until the server closes it.
             original = getattr(body, "close", None)
             try:
@@ -129,6 +143,16 @@ class EventmonMiddleware:
                 response.state = _EXHAUSTED  # the server sends it as it likes
                 return body
         return response
+
+    def _special(self, path: str) -> WSGIApp | None:
+        """What serves ``path`` if it is not an instrumented request of the app."""
+        if path == self._metrics_path:
+            return self._serve_metrics
+        if self._dashboard is not None and self._dashboard.matches(path):
+            return self._dashboard  # type: ignore[no-any-return]
+        if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
+            return self.app
+        return None
 
     def _serve_metrics(
         self, environ: WSGIEnviron, start_response: StartResponse
@@ -166,24 +190,15 @@ class _Response:
         "token",
     )
 
+    middleware: EventmonMiddleware
+    environ: WSGIEnviron
+    _start_response: StartResponse
+    token: Any
+    start: float
+    status: str
+    state: int
+    inner_close: Callable[[], object] | None
     body: Iterable[bytes]  # set once the app has returned
-
-    def __init__(
-        self,
-        middleware: EventmonMiddleware,
-        environ: WSGIEnviron,
-        start_response: StartResponse,
-        token: Any,
-        start: float,
-    ) -> None:
-        self.middleware = middleware
-        self.environ = environ
-        self._start_response = start_response
-        self.token = token
-        self.start = start
-        self.status = ""
-        self.state = _SENDING
-        self.inner_close: Callable[[], object] | None = None
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo = None
@@ -192,14 +207,6 @@ class _Response:
         return self._start_response(status, headers, exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
-        body = self.body
-        if type(body) is list or type(body) is tuple:
-            # Cannot fail while iterating: hand the server the plain iterator.
-            self.state = _EXHAUSTED
-            return iter(body)
-        return self._iterate()
-
-    def _iterate(self) -> Iterator[bytes]:
         try:
             yield from self.body
         except GeneratorExit:
@@ -234,15 +241,19 @@ class _Response:
         middleware = self.middleware
         environ = self.environ
         try:
-            endpoint = environ.get(ENDPOINT_KEY)
-            if endpoint is None:
+            if ENDPOINT_KEY in environ:
+                endpoint = environ[ENDPOINT_KEY]
+            else:
                 resolver = middleware.endpoint_resolver
                 endpoint = (resolver(environ) if resolver is not None else None) or UNMATCHED
             middleware.collector.end(
-                self.token, environ.get("REQUEST_METHOD", "GET"), endpoint, status, self.start
+                self.token, environ["REQUEST_METHOD"], endpoint, status, self.start
             )
         except Exception:
             middleware.collector.internal_error("wsgi.observe")
+
+
+_new = object.__new__
 
 
 def _nothing() -> None:
