@@ -74,7 +74,7 @@ class SeriesSnapshot:
 class _Series:
     """Aggregates of one label set; written only under the journal lock."""
 
-    __slots__ = ("buckets", "count", "endpoint", "hist", "labels", "method", "status", "sum")
+    __slots__ = ("buckets", "endpoint", "hist", "labels", "method", "status", "sum")
 
     def __init__(
         self, method: str, endpoint: str, status: str, hist: LatencyHistogram, n_buckets: int
@@ -88,9 +88,13 @@ class _Series:
             f'status_code="{escape_label_value(status)}"'
         )
         self.hist = hist
-        self.count = 0
         self.sum = 0.0
         self.buckets = [0] * (n_buckets + 1)
+
+    @property
+    def count(self) -> int:
+        # Derived rather than kept: one increment less per request in the fold.
+        return sum(self.buckets)
 
 
 class MetricsCollector:
@@ -333,17 +337,16 @@ class MetricsCollector:
         ring = self._window.ring
         size = self._window.size
         recent = self._recent.counts
-        recent_groups = self._recent.groups
         gshift = LatencyHistogram.GROUP_SHIFT
         recent_n = 0
         recent_until = self._recent_until
-        last_sec = -1
+        # The current window slot covers [sec_start, sec_start + 1).
+        sec_start = sec_end = -1.0
         wslot: list[Any] = ring[0]
         for method, endpoint, status, seconds, end in batch:
             s = series.get((method, endpoint, status))
             if s is None:
                 s = self._new_series(method, endpoint, status)
-            s.count += 1
             s.sum += seconds
             region = bisect_right(cuts, seconds)
             s.buckets[bucket_of[region]] += 1
@@ -357,23 +360,23 @@ class MetricsCollector:
                 recent_n = 0
                 self._rotate_recent(end)
                 recent = self._recent.counts
-                recent_groups = self._recent.groups
                 recent_until = self._recent_until
+            # Group totals of the recent histogram are rebuilt when it is read.
             recent[idx] += 1
-            recent_groups[idx >> gshift] += 1
             recent_n += 1
             # Sliding window slot: [second, count, errors, latency sum].
-            sec = int(end)
-            if sec != last_sec:
+            if not sec_start <= end < sec_end:
+                sec = int(end)
                 wslot = ring[sec % size]
-                last_sec = sec
                 if wslot[0] != sec:
                     if wslot[0] > sec:
-                        last_sec = -1
+                        sec_start = sec_end = -1.0
                         continue  # ended before the window: in the totals only
                     wslot[0] = sec
                     wslot[1] = wslot[2] = 0
                     wslot[3] = 0.0
+                sec_start = float(sec)
+                sec_end = sec_start + 1.0
             wslot[1] += 1
             wslot[3] += seconds
             if status >= 500:
