@@ -48,10 +48,14 @@ class _RuleNotingContext(RequestContext):
     """
 
     def match_request(self) -> None:
-        super().match_request()
-        rule = self.request.url_rule
+        _match_request(self)  # Flask's own, without a super() lookup
+        request = self.request
+        rule = request.url_rule
         if rule is not None:
-            self.request.environ[ENDPOINT_KEY] = rule.rule
+            request.environ[ENDPOINT_KEY] = rule.rule
+
+
+_match_request = RequestContext.match_request
 
 
 def _note_endpoint() -> None:

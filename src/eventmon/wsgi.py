@@ -121,7 +121,8 @@ class EventmonMiddleware:
         response.environ = environ
         response._start_response = start_response
         response.token = token
-        response.status = ""
+        response.code = 500  # if the app never calls start_response
+        response.collector = collector
         response.state = _SENDING
         response.inner_close = None
         response.start = collector.clock()
@@ -143,6 +144,10 @@ class EventmonMiddleware:
                 response.state = _EXHAUSTED  # the server sends it as it likes
                 return body
         return response
+
+    def _resolve(self, environ: WSGIEnviron) -> str:
+        resolver = self.endpoint_resolver
+        return (resolver(environ) if resolver is not None else None) or UNMATCHED
 
     def _special(self, path: str) -> WSGIApp | None:
         """What serves ``path`` if it is not an instrumented request of the app."""
@@ -181,12 +186,13 @@ class _Response:
     __slots__ = (
         "_start_response",
         "body",
+        "code",
+        "collector",
         "environ",
         "inner_close",
         "middleware",
         "start",
         "state",
-        "status",
         "token",
     )
 
@@ -195,7 +201,8 @@ class _Response:
     _start_response: StartResponse
     token: Any
     start: float
-    status: str
+    code: int
+    collector: MetricsCollector
     state: int
     inner_close: Callable[[], object] | None
     body: Iterable[bytes]  # set once the app has returned
@@ -203,7 +210,10 @@ class _Response:
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo = None
     ) -> Callable[[bytes], object]:
-        self.status = status
+        try:
+            self.code = int(status[:3])
+        except (ValueError, TypeError):  # the server will object, not us
+            self.code = 500
         return self._start_response(status, headers, exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
@@ -218,39 +228,45 @@ class _Response:
             self.state = _EXHAUSTED
 
     def close(self) -> None:
-        try:
-            close = self.inner_close
-            if close is None:
-                close = getattr(self.body, "close", None)
-            if close is not None:
+        close = self.inner_close or getattr(self.body, "close", None)
+        if close is not None:
+            try:
                 close()
-        except BaseException:
-            self.finish(500)
-            raise
-        state = self.state
-        if state == _EXHAUSTED:
-            status = self.status
-            self.finish(int(status[:3]) if status else 500)
-        elif state == _SENDING:
+            except BaseException:
+                self.finish(500)
+                raise
+        if self.state == _EXHAUSTED:
+            # The common case, inlined: every call on this path costs.
+            self.state = _DONE
+            environ = self.environ
+            try:
+                self.collector.end(
+                    self.token,
+                    environ["REQUEST_METHOD"],
+                    environ.get(ENDPOINT_KEY) or self.middleware._resolve(environ),
+                    self.code,
+                    self.start,
+                )
+            except Exception:
+                self.collector.internal_error("wsgi.observe")
+        elif self.state == _SENDING:
             self.finish(CLIENT_CLOSED)
 
     def finish(self, status: int) -> None:
         if self.state == _DONE:
             return
         self.state = _DONE
-        middleware = self.middleware
         environ = self.environ
         try:
-            if ENDPOINT_KEY in environ:
-                endpoint = environ[ENDPOINT_KEY]
-            else:
-                resolver = middleware.endpoint_resolver
-                endpoint = (resolver(environ) if resolver is not None else None) or UNMATCHED
-            middleware.collector.end(
-                self.token, environ["REQUEST_METHOD"], endpoint, status, self.start
+            self.collector.end(
+                self.token,
+                environ["REQUEST_METHOD"],
+                environ.get(ENDPOINT_KEY) or self.middleware._resolve(environ),
+                status,
+                self.start,
             )
         except Exception:
-            middleware.collector.internal_error("wsgi.observe")
+            self.collector.internal_error("wsgi.observe")
 
 
 _new = object.__new__
