@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, request
-from flask.ctx import RequestContext
 
 from eventmon._exceptions import ConfigurationError
 from eventmon.collector import MetricsCollector, default_collector
@@ -39,23 +38,34 @@ _CONFIG_KEYS = {
 }
 
 
-class _RuleNotingContext(RequestContext):
-    """A request context that notes the matched rule's template in the environ.
+def _rule_noting_context() -> Any:
+    """A request context class that notes the matched rule's template in the environ.
 
     Flask documents ``RequestContext.match_request`` as the place to hook into
-    matching; noting the template there costs no extra call per request (a
+    matching; noting the template there costs one call per request (a
     ``before_request`` hook costs several) and creates no reference cycle.
+    ``None`` on a Flask without that hook: a ``before_request`` hook is used then.
     """
+    try:
+        from flask.ctx import RequestContext
+    except ImportError:  # pragma: no cover - a future Flask without request contexts
+        return None
+    base_match: Any = getattr(RequestContext, "match_request", None)
+    if base_match is None:  # pragma: no cover
+        return None
 
-    def match_request(self) -> None:
-        _match_request(self)  # Flask's own, without a super() lookup
-        request = self.request
-        rule = request.url_rule
-        if rule is not None:
-            request.environ[ENDPOINT_KEY] = rule.rule
+    class RuleNotingContext(RequestContext):
+        def match_request(self) -> None:
+            base_match(self)  # Flask's own, without a super() lookup
+            request = self.request
+            rule = request.url_rule
+            if rule is not None:
+                request.environ[ENDPOINT_KEY] = rule.rule
+
+    return RuleNotingContext
 
 
-_match_request = RequestContext.match_request
+_RuleNotingContext = _rule_noting_context()
 
 
 def _note_endpoint() -> None:
@@ -119,10 +129,11 @@ class Eventmon:
             )
         middleware = EventmonMiddleware(app.wsgi_app, collector=collector, **options)
         app.wsgi_app = middleware  # type: ignore[method-assign]
-        if type(app).request_context is Flask.request_context:
+        context_class = _RuleNotingContext
+        if context_class is not None and type(app).request_context is Flask.request_context:
 
             def request_context(environ: dict[str, Any]) -> Any:
-                return _RuleNotingContext(app, environ)
+                return context_class(app, environ)
 
             app.request_context = request_context  # type: ignore[method-assign]
         else:
