@@ -47,7 +47,8 @@ def test_starlette_example_under_uvicorn() -> None:
     assert counts[("POST", "/events/{event_id:int}/tickets")] == 1
 
 
-def test_fastapi_example_labels_router_templates() -> None:
+def test_fastapi_example_labels_router_templates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
     from examples.fastapi_app import app
 
     from eventmon import default_collector

@@ -133,8 +133,10 @@ def test_gunicorn_four_workers_exact_counts_and_merged_p95(mpdir: dict[str, str]
     ]
     assert hdr_p95 <= _p95(client) * (1 + 1 / 128) + 1e-6
     assert hdr_p95 >= _p95(client) - jitter, (hdr_p95, _p95(client), jitter)
-    # The delays the client asked for bound the server side from below too.
-    assert hdr_p95 >= _p95([d / 1000 for d in delays])
+    # The delays the client asked for bound the server side from below too, less the
+    # 1 ms by which asyncio may wake a sleeper early (it runs timers due within its
+    # clock resolution).
+    assert hdr_p95 >= _p95([d / 1000 for d in delays]) - 0.001
     workers = {k for k in scrapes[-1] if k.startswith("process_resident_memory_bytes{worker=")}
     assert len(workers) == 4
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +21,13 @@ pytestmark = pytest.mark.slow
 
 def query(prom_port: int, promql: str) -> list[dict[str, Any]]:
     url = f"http://127.0.0.1:{prom_port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(url, timeout=5) as r:
-        body = json.load(r)
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = json.load(r)
+    except urllib.error.HTTPError as e:
+        if e.code == 503:  # Prometheus listens before its storage is ready
+            return []
+        raise
     assert body["status"] == "success", body
     return body["data"]["result"]  # type: ignore[no-any-return]
 

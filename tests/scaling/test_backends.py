@@ -226,12 +226,25 @@ def uvicorn_cmd(port: int, workers: int = 2) -> list[str]:
     ]
 
 
-def serving_pids(port: int, n: int = 60) -> set[str]:
-    pids = set()
-    for _ in range(n):
+def serving_pids(port: int, want: set[str] | None = None, seconds: float = 10.0) -> set[str]:
+    """Worker pids seen answering /pid; with `want`, ask until all of them answered.
+
+    An idle pre-fork server hands most connections to whichever worker wakes first,
+    so sequential requests can miss a worker: ask in concurrent batches.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_: int) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/pid", timeout=5) as r:
-            pids.add(r.headers["X-Worker-Pid"])
-    return pids
+            return str(r.headers["X-Worker-Pid"])
+
+    pids: set[str] = set()
+    deadline = time.monotonic() + seconds
+    with ThreadPoolExecutor(16) as pool:
+        while True:
+            pids.update(pool.map(one, range(64)))
+            if want is None or want <= pids or time.monotonic() > deadline:
+                return pids
 
 
 @pytest.mark.slow
@@ -257,7 +270,7 @@ def test_prefork_backend_adds_serving_workers_and_removes_them(server):
         assert len(new) == 2
         # "ready" must mean serving: the new workers answer requests right away.
         assert all(b.is_ready(pid) for pid in new)
-        assert {str(p) for p in new} <= serving_pids(port)
+        assert {str(p) for p in new} <= serving_pids(port, {str(p) for p in new})
         assert b.scale_to(2) is True
         assert b.current() == 2
         survivors = {p.pid for p in b.workers()}
@@ -269,7 +282,7 @@ def test_prefork_backend_adds_serving_workers_and_removes_them(server):
         while b.draining() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not b.draining()
-        assert serving_pids(port, 30) <= {str(p) for p in survivors}
+        assert serving_pids(port) <= {str(p) for p in survivors}
 
 
 @pytest.mark.slow
