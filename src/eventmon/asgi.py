@@ -18,10 +18,10 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from eventmon._adapter import AdapterOptions, metrics_response
 from eventmon._exceptions import ConfigurationError
 from eventmon.collector import MetricsCollector, default_collector
 from eventmon.core.registry import UNMATCHED
-from eventmon.exporters.prometheus import choose_format, render
 from eventmon.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["EventmonMiddleware", "route_template"]
@@ -83,21 +83,22 @@ class EventmonMiddleware:
         endpoint_resolver: Callable[[Scope], str | None] | None = None,
         dashboard: Any = None,
     ) -> None:
-        if metrics_path is not None and not metrics_path.startswith("/"):
-            raise ConfigurationError(f"metrics_path must start with '/', got {metrics_path!r}")
-        if unit not in ("s", "ms"):
-            raise ConfigurationError(f"unit must be 's' or 'ms', got {unit!r}")
-        excluded = list(exclude_paths)
-        for p in excluded:
-            if not isinstance(p, str) or not p.startswith("/"):
-                raise ConfigurationError(f"exclude_paths entries must start with '/', got {p!r}")
+        options = AdapterOptions.build(
+            metrics_path=metrics_path, exclude_paths=exclude_paths, unit=unit
+        )
+        if endpoint_resolver is not None and not callable(endpoint_resolver):
+            raise ConfigurationError(
+                f"endpoint_resolver must be callable, got {endpoint_resolver!r}"
+            )
         self.app = app
         self.collector = collector if collector is not None else default_collector()
-        self.metrics_path = metrics_path
-        self.unit = unit
+        self.options = options
+        self.metrics_path = options.metrics_path
+        self.unit = options.unit
         self.endpoint_resolver = endpoint_resolver
-        self._exact = frozenset(p for p in excluded if not p.endswith("*"))
-        self._prefixes = tuple(p[:-1] for p in excluded if p.endswith("*"))
+        # Flattened for the request path.
+        self._exact = options.exclude_exact
+        self._prefixes = options.exclude_prefixes
         self._templates: dict[int, tuple[Any, str]] = {}
         self._root: Any = None
         self._dashboard: Any = None
@@ -216,23 +217,15 @@ class EventmonMiddleware:
         return found[1]
 
     async def _serve_metrics(self, scope: Scope, send: Send) -> None:
-        if scope["method"] not in ("GET", "HEAD"):
-            await _respond(send, 405, b"Method Not Allowed\n", "text/plain; charset=utf-8")
-            return
         accept = None
         for name, value in scope.get("headers", ()):
             if name == b"accept":
                 accept = value.decode("latin-1")
                 break
-        openmetrics, content_type = choose_format(accept)
-        try:
-            body = render(self.collector, openmetrics=openmetrics, unit=self.unit)
-        except Exception:
-            self.collector.internal_error("asgi.metrics")
-            await _respond(send, 500, b"eventmon could not render metrics\n", "text/plain")
-            return
-        head = scope["method"] == "HEAD"
-        await _respond(send, 200, b"" if head else body, content_type, length=len(body))
+        status, content_type, body, length = metrics_response(
+            self.collector, scope["method"], accept, self.unit, "asgi.metrics"
+        )
+        await _respond(send, status, body, content_type, length=length)
 
 
 async def _respond(
