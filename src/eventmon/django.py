@@ -18,7 +18,10 @@ recorded once as 500 and re-raised.
 ``settings.EVENTMON`` keys: ``collector`` (a MetricsCollector or its dotted
 import path), ``metrics_path`` (default ``"/metrics"``; ``None`` to serve the
 page with :func:`metrics_view` from ``urls.py`` instead), ``exclude_paths``,
-``unit``. Reading them touches no database.
+``unit``, ``dashboard`` (``True``, or a :class:`eventmon.dashboard.Dashboard` or
+its dotted path: the built-in dashboard, served by the middleware under its
+prefix and not recorded) and ``dashboard_token`` (with ``dashboard: True``).
+Reading them touches no database.
 """
 
 from __future__ import annotations
@@ -39,14 +42,21 @@ from eventmon.core.registry import UNMATCHED
 
 __all__ = ["EventmonMiddleware", "metrics_view"]
 
-_KEYS = frozenset({"collector", "metrics_path", "exclude_paths", "unit"})
+_KEYS = frozenset(
+    {"collector", "metrics_path", "exclude_paths", "unit", "dashboard", "dashboard_token"}
+)
 CLIENT_CLOSED = 499
 
 
-def _settings() -> tuple[MetricsCollector, AdapterOptions]:
+def _raw_settings() -> dict[str, Any]:
     raw = getattr(settings, "EVENTMON", None) or {}
     if not isinstance(raw, dict):
         raise ConfigurationError(f"settings.EVENTMON must be a dict, got {type(raw).__name__}")
+    return raw
+
+
+def _settings() -> tuple[MetricsCollector, AdapterOptions]:
+    raw = _raw_settings()
     unknown = set(raw) - _KEYS
     if unknown:
         raise ConfigurationError(
@@ -72,6 +82,41 @@ def _settings() -> tuple[MetricsCollector, AdapterOptions]:
         source="settings.EVENTMON",
     )
     return collector, options
+
+
+def _dashboard(collector: MetricsCollector) -> Any:
+    """The dashboard server settings ask for, or ``None`` (off by default)."""
+    raw = _raw_settings()
+    value = raw.get("dashboard")
+    token = raw.get("dashboard_token")
+    if value is None or value is False:
+        if token is not None:
+            raise ConfigurationError(
+                "settings.EVENTMON['dashboard_token'] is set but the dashboard is off:"
+                " add 'dashboard': True"
+            )
+        return None
+    from eventmon.dashboard import Dashboard
+    from eventmon.dashboard.django import DashboardDjango
+
+    if isinstance(value, str):
+        try:
+            value = import_string(value)
+        except ImportError as e:
+            raise ConfigurationError(f"settings.EVENTMON['dashboard']: {e}") from e
+    if value is True:
+        value = Dashboard(collector, token=token)
+    elif not isinstance(value, Dashboard):
+        raise ConfigurationError(
+            "settings.EVENTMON['dashboard'] must be True, False, an eventmon.dashboard.Dashboard"
+            f" or its dotted path, got {value!r}"
+        )
+    elif token is not None:
+        raise ConfigurationError(
+            "settings.EVENTMON['dashboard_token'] only goes with 'dashboard': True;"
+            " give your Dashboard its token=... instead"
+        )
+    return DashboardDjango(value)
 
 
 def _metrics(request: Any, collector: MetricsCollector, unit: str) -> Any:
@@ -105,6 +150,7 @@ class EventmonMiddleware:
         self._exact = self.options.exclude_exact
         self._prefixes = self.options.exclude_prefixes
         self._routes: dict[str, str] = {}
+        self._dashboard = _dashboard(self.collector)
 
     def __call__(self, request: Any) -> Any:
         if self._async:
@@ -112,6 +158,8 @@ class EventmonMiddleware:
         path = request.path_info
         if path == self._metrics_path:
             return _metrics(request, self.collector, self.options.unit)
+        if self._dashboard is not None and self._dashboard.matches(path):
+            return self._dashboard.respond(request)
         if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
             return self.get_response(request)
         collector = self.collector
@@ -136,6 +184,8 @@ class EventmonMiddleware:
         path = request.path_info
         if path == self._metrics_path:
             return _metrics(request, self.collector, self.options.unit)
+        if self._dashboard is not None and self._dashboard.matches(path):
+            return await self._dashboard.arespond(request)
         if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
             return await self.get_response(request)
         collector = self.collector
