@@ -23,8 +23,27 @@ def _alerts_firing(base: str) -> list[str]:
     return [a["name"] for a in data if a["state"] == "firing"]
 
 
-def test_demo_serves_dashboard_metrics_alerts_scaling_and_stops_on_sigint() -> None:
-    with demo() as (proc, base):
+# The ticket purchase route as each framework labels it.
+TICKETS = {
+    "starlette": "/events/{event_id}/tickets",
+    "flask": "/events/<event_id>/tickets",
+    "django": "/events/<event_id>/tickets",
+}
+
+
+def _requests(metrics: str) -> dict[str, float]:
+    out = {}
+    for line in metrics.splitlines():
+        if line.startswith("http_requests_total{"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+@pytest.mark.parametrize("framework", ["starlette", "flask", "django"])
+def test_demo_serves_dashboard_metrics_alerts_scaling_and_stops_on_sigint(framework: str) -> None:
+    started = time.monotonic()
+    with demo("--framework", framework) as (proc, base):
         assert proc.startup_seconds < 10  # type: ignore[attr-defined]
         with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
             metrics = r.read().decode()
@@ -58,14 +77,25 @@ def test_demo_serves_dashboard_metrics_alerts_scaling_and_stops_on_sigint() -> N
         assert 0 < len(events[2]["endpoints"]) <= 25
 
         # The ticket sale opened at 2 s: checkout turns slow and failing -> alerts fire.
-        firing = wait_for(lambda: _alerts_firing(base), 30, "an alert firing")
+        firing = wait_for(lambda: _alerts_firing(base), 20, "an alert firing")
         assert {"high_error_rate", "slow_checkout", "high_p95_response_time"} & set(firing)
         # ... and the simulated fleet scales out through the real autoscaler.
         scaled = wait_for(
-            lambda: get_json(f"{base}/eventmon/api/scaling")["data"]["events"], 30, "a scale-out"
+            lambda: get_json(f"{base}/eventmon/api/scaling")["data"]["events"], 20, "a scale-out"
         )
         assert scaled[0]["direction"] in ("out", "up")
         assert scaled[0]["to"] > scaled[0]["from"]
+
+        # The same app whatever the framework: route templates, redirects, 304s, 404s,
+        # purchases (201) and the payment backend refusing (503) at doors-open.
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
+            counted = _requests(r.read().decode())
+        statuses = {k.split('status_code="')[1].split('"')[0] for k in counted}
+        assert {"200", "201", "404", "503"} <= statuses, statuses
+        tickets = TICKETS[framework]
+        assert any(f'endpoint="{tickets}"' in k for k in counted), sorted(counted)
+        # The dashboard's own requests are not counted as the app's.
+        assert not any('endpoint="/eventmon' in k for k in counted)
 
         # `eventmon top` reads the same API from a terminal.
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -75,7 +105,7 @@ def test_demo_serves_dashboard_metrics_alerts_scaling_and_stops_on_sigint() -> N
         )  # fmt: skip
         assert top.returncode == 0, top.stderr
         assert "requests/s" in top.stdout
-        assert "/events/{event_id}/tickets" in top.stdout
+        assert tickets in top.stdout
         assert "ALERT FIRING" in top.stdout
         denied = subprocess.run(
             [PYTHON, "-m", "eventmon", "top", base, "--once"],
@@ -91,14 +121,19 @@ def test_demo_serves_dashboard_metrics_alerts_scaling_and_stops_on_sigint() -> N
         out = proc.stdout.read().decode() if proc.stdout else ""
     assert rc == 0, out
     assert took < 10, took
+    assert f"({framework}) on http://127.0.0.1:" in out
     assert "/eventmon/?token=demo-token" in out
     assert "/metrics" in out
     assert "eventmon demo: stopped" in out
     assert "Traceback" not in out, out
+    # "(Ctrl-C)": the demo saw the SIGINT itself and shut down in order.
+    assert "stopped (Ctrl-C)" in out, out
+    assert time.monotonic() - started < 40
 
 
-def test_demo_duration_and_no_load() -> None:
-    with demo("--no-load", "--duration", "3") as (proc, base):
+@pytest.mark.parametrize("framework", ["starlette", "django"])
+def test_demo_duration_and_no_load(framework: str) -> None:
+    with demo("--framework", framework, "--no-load", "--duration", "3") as (proc, base):
         snap = get_json(f"{base}/eventmon/api/snapshot")
         assert snap["totalRequests"] == 0
         rc = proc.wait(15)

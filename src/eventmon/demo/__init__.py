@@ -1,6 +1,7 @@
 """``eventmon demo``: a sample event-ticketing app, instrumented, under replayed load.
 
-Starts the app on 127.0.0.1 with uvicorn, the built-in dashboard at
+Starts the app on 127.0.0.1 (Starlette under uvicorn by default; ``--framework
+flask`` or ``django`` under a threaded WSGI server), the built-in dashboard at
 ``/eventmon/`` and Prometheus metrics at ``/metrics``, and a bounded load
 generator that replays the request mix and burstiness of a real access log
 (see ``scripts/derive_demo_profile.py``), scaled up. Every ``--cycle`` seconds an
@@ -11,6 +12,7 @@ alerts fire and the (simulated) fleet scales out; then it calms down again.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import socket
 from typing import Any
@@ -55,23 +57,21 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo until Ctrl-C or ``--duration``; returns the exit code."""
+    from eventmon.demo._frameworks import requirements
     from eventmon.demo._server import DemoServer
 
     if not 0 <= args.port <= 65535:
         raise ConfigurationError(f"--port must be 0..65535, got {args.port}")
     if args.opening_at + args.opening_for > args.cycle:
         raise ConfigurationError("--opening-at + --opening-for must fit inside --cycle")
-    if args.framework != "starlette":
-        raise ConfigurationError(
-            f"--framework {args.framework} is not available yet; use --framework starlette"
-        )
-    try:
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"the demo needs Starlette and uvicorn ({exc}); pip install 'eventmon[starlette]'"
-        ) from None
+    for module in requirements(args.framework):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"the {args.framework} demo needs {module} ({exc});"
+                f" pip install 'eventmon[{args.framework}]'"
+            ) from None
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -6,14 +6,16 @@ from collections.abc import Callable
 from typing import Any
 
 from eventmon.collector import MetricsCollector
+from eventmon.demo._app import TICKETS
 
 __all__ = ["demo_rules", "make_autoscaler", "make_engine", "scaling_view"]
 
-TICKETS = "/events/{event_id}/tickets"
 
+def demo_rules(tickets: str = TICKETS) -> list[Any]:
+    """The default rules' shape with ``for`` durations of seconds instead of minutes.
 
-def demo_rules() -> list[Any]:
-    """The default rules' shape with ``for`` durations of seconds instead of minutes."""
+    ``tickets`` is the ticket purchase route's template as the framework labels it.
+    """
     from eventmon.alerting.rules import AlertRule
 
     return [
@@ -33,7 +35,7 @@ def demo_rules() -> list[Any]:
         ),
         AlertRule(
             "slow_checkout",
-            f'p95_response_time{{endpoint="{TICKETS}"}} > 500',
+            f'p95_response_time{{endpoint="{tickets}"}} > 500',
             for_="4s",
             severity="warning",
             annotations={"summary": "Ticket purchases take over 500 ms at p95"},
@@ -48,11 +50,11 @@ def demo_rules() -> list[Any]:
     ]
 
 
-def make_engine(collector: MetricsCollector) -> Any:
+def make_engine(collector: MetricsCollector, tickets: str = TICKETS) -> Any:
     """An alert engine evaluating the demo rules every second (no notifiers)."""
     from eventmon.alerting.engine import AlertEngine
 
-    return AlertEngine(collector, demo_rules(), interval=1.0)
+    return AlertEngine(collector, demo_rules(tickets), interval=1.0)
 
 
 def make_autoscaler(

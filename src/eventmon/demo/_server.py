@@ -1,10 +1,15 @@
-"""Runs the demo: the app under uvicorn, the load, the simulated fleet and its scaler."""
+"""Runs the demo: the app and its server, the load, the simulated fleet and its scaler.
+
+Starlette runs under uvicorn; Flask and Django under a threaded WSGI server
+from the standard library. Everything else is the same for all three.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import math
+import signal
 import socket
 import threading
 import time
@@ -13,6 +18,7 @@ from typing import Any
 from eventmon.collector import MetricsCollector
 from eventmon.dashboard import Dashboard
 from eventmon.demo._alerts import make_autoscaler, make_engine, scaling_view
+from eventmon.demo._app import TICKETS, Ticketing, template
 from eventmon.demo._load import LoadGenerator
 from eventmon.demo._state import DemoState, SimulatedCluster, load_profile
 
@@ -39,7 +45,9 @@ class DemoServer:
         self.cluster = SimulatedCluster(self._rps, instances=2)
         self.profile = load_profile()
         self.stopping = threading.Event()
-        self.engine = make_engine(self.collector)
+        self.framework: str = args.framework
+        self.ticketing = Ticketing(self.state)
+        self.engine = make_engine(self.collector, template(TICKETS, self.framework))
         self.autoscaler = make_autoscaler(self.cluster, self.collector, self.engine, self._floor)
         self.dashboard = Dashboard(
             self.collector,
@@ -102,63 +110,19 @@ class DemoServer:
     # ------------------------------------------------------------------ serve
 
     def serve(self) -> int:
-        import uvicorn
+        """Serve until Ctrl-C (SIGINT), SIGTERM or ``--duration``; returns the exit code."""
+        from eventmon.demo._frameworks import build_app
 
-        from eventmon.asgi import EventmonMiddleware
-        from eventmon.demo._app import build_starlette_app
-
-        app = EventmonMiddleware(
-            build_starlette_app(self.state), collector=self.collector, dashboard=self.dashboard
-        )
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-        )
-        server = uvicorn.Server(config)
-        base = f"http://127.0.0.1:{self.port}"
-        token = f"?token={self.args.token}" if self.args.token else ""
-
-        def announce() -> None:
-            while not server.started and not self.stopping.wait(0.05):
-                pass
-            if self.stopping.is_set():
-                return
-            print(
-                f"eventmon demo: sample event-ticketing app ({self.args.framework}) on {base}\n"
-                f"  dashboard  {base}{self.dashboard.prefix}{token}\n"
-                f"  metrics    {base}/metrics\n"
-                f"  ticket sale opens {self.args.opening_at:g}s into every {self.args.cycle:g}s"
-                f" cycle; Ctrl-C to stop",
-                flush=True,
-            )
-            if not self.args.no_load:
-                self.load = LoadGenerator(
-                    self.port,
-                    self.profile,
-                    self.state,
-                    base_rate=self.args.rate,
-                    spike=self.args.spike,
-                )
-                self.load.start()
-
-        def deadline() -> None:
-            if not self.stopping.wait(self.args.duration):
-                server.should_exit = True
-
-        self._start_thread(announce, "eventmon-demo-announce")
+        app = build_app(self.framework, self.ticketing, self.collector, self.dashboard)
         self._start_thread(self._sample_loop, "eventmon-demo-sampler")
         self.engine.start()
         self.autoscaler.start()
-        if self.args.duration > 0:
-            self._start_thread(deadline, "eventmon-demo-deadline")
         interrupted = False
         try:
-            server.run(sockets=[self.sock])
-        except KeyboardInterrupt:
-            interrupted = True  # uvicorn re-raises the Ctrl-C it handled; we are done anyway
+            if self.framework == "starlette":
+                interrupted = self._serve_asgi(app)
+            else:
+                interrupted = self._serve_wsgi(app)
         finally:
             self.stopping.set()
             if self.load is not None:
@@ -177,3 +141,90 @@ class DemoServer:
             flush=True,
         )
         return 0
+
+    def _serve_asgi(self, app: Any) -> bool:
+        """uvicorn on the socket; True if stopped by Ctrl-C."""
+        import uvicorn
+
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
+        server = uvicorn.Server(config)
+
+        def announce() -> None:
+            while not server.started and not self.stopping.wait(0.05):
+                pass
+            if not self.stopping.is_set():
+                self._announce()
+
+        def stop() -> None:
+            server.should_exit = True
+
+        self._start_thread(announce, "eventmon-demo-announce")
+        self._stop_after_duration(stop)
+        try:
+            server.run(sockets=[self.sock])
+        except KeyboardInterrupt:
+            return True  # uvicorn re-raises the Ctrl-C it handled; we are done anyway
+        return False
+
+    def _serve_wsgi(self, app: Any) -> bool:
+        """A threaded WSGI server on the socket; True if stopped by Ctrl-C."""
+        from eventmon.demo._wsgi import make_server
+
+        server = make_server(self.sock, app)
+        signalled: list[int] = []
+
+        def stop() -> None:
+            # shutdown() waits for serve_forever() to return: not from its own thread.
+            threading.Thread(target=server.shutdown, name="eventmon-demo-stop").start()
+
+        def on_signal(signum: int, frame: Any) -> None:
+            signalled.append(signum)
+            stop()
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._stop_after_duration(stop)
+        try:
+            self._announce()
+            server.serve_forever(poll_interval=0.2)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            server.server_close()
+        return signal.SIGINT in signalled
+
+    def _stop_after_duration(self, stop: Any) -> None:
+        if self.args.duration > 0:
+
+            def deadline() -> None:
+                if not self.stopping.wait(self.args.duration):
+                    stop()
+
+            self._start_thread(deadline, "eventmon-demo-deadline")
+
+    def _announce(self) -> None:
+        """Print the URLs, then start the load: the app is listening."""
+        base = f"http://127.0.0.1:{self.port}"
+        token = f"?token={self.args.token}" if self.args.token else ""
+        print(
+            f"eventmon demo: sample event-ticketing app ({self.framework}) on {base}\n"
+            f"  dashboard  {base}{self.dashboard.prefix}{token}\n"
+            f"  metrics    {base}/metrics\n"
+            f"  ticket sale opens {self.args.opening_at:g}s into every {self.args.cycle:g}s"
+            f" cycle; Ctrl-C to stop",
+            flush=True,
+        )
+        if not self.args.no_load:
+            self.load = LoadGenerator(
+                self.port,
+                self.profile,
+                self.state,
+                base_rate=self.args.rate,
+                spike=self.args.spike,
+            )
+            self.load.start()
