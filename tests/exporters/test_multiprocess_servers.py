@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import math
 import os
 import random
@@ -197,3 +198,115 @@ def test_uvicorn_three_workers_exact_counts(mpdir: dict[str, str]) -> None:
     assert len(results) == 300
     assert len({body for _, _, body, _ in results}) >= 2
     assert [_requests_total(s) for s in scrapes] == [300] * 20
+
+
+# ------------------------------------------------ gunicorn sync workers (WSGI)
+
+
+def _gunicorn_sync(port: int, workers: int, *extra: str) -> list[str]:
+    # gunicorn's default worker class: "sync", one request at a time per worker.
+    return [
+        PYTHON, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
+        "--graceful-timeout", "5", *extra, "apps.mp_flask_app:app",
+    ]  # fmt: skip
+
+
+def _on_disk(directory: str) -> int:
+    """Requests recorded in the archive and the worker files (what a scrape would merge)."""
+    total = 0
+    for f in Path(directory).glob("*.json"):
+        state = json.loads(f.read_bytes())
+        total += sum(int(s[3]) for s in state.get("series", ()))
+    return total
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["fork-then-import", "preload"])
+def test_gunicorn_sync_workers_flask_exact_counts(mpdir: dict[str, str], preload: bool) -> None:
+    port = free_port()
+    n = 300 if not preload else 150
+    paths = [f"/work/{i % 4 * 3}" for i in range(n)]
+    extra = ("--preload",) if preload else ()
+    with running(_gunicorn_sync(port, 3, *extra), port, env=mpdir) as proc:
+        results, resets = _load(port, paths, threads=9)
+        time.sleep(SETTLE)
+        scrapes = [_scrape(port) for _ in range(10)]
+        files = sorted(p.name for p in Path(mpdir["EVENTMON_MULTIPROC_DIR"]).glob("w-*.json"))
+        master = proc.pid
+    assert resets == 0
+    assert len(results) == n
+    assert all(status == 200 for _, status, _, _ in results)
+    pids = {int(body) for _, _, body, _ in results}
+    assert len(pids) == 3  # every worker served some
+    assert [_requests_total(s) for s in scrapes] == [n] * 10
+    key = 'http_requests_total{method="GET",endpoint="/work/<int:ms>",status_code="200"}'
+    assert scrapes[-1][key] == n
+    workers = {k for k in scrapes[-1] if k.startswith("process_resident_memory_bytes{worker=")}
+    assert {f'process_resident_memory_bytes{{worker="{p}"}}' for p in pids} <= workers
+    # With --preload the master imported the app (and made the collector) before
+    # forking: it keeps a file of its own, with nothing in it; the workers took new
+    # identities at fork instead of writing over the master's file.
+    master_files = [f for f in files if f.startswith(f"w-{master}-")]
+    assert len(master_files) == (1 if preload else 0), files
+    assert len(files) == 3 + len(master_files)
+
+
+def test_gunicorn_sync_worker_exit_writes_its_last_requests(tmp_path: Path) -> None:
+    """The exit path alone: no periodic write can happen (interval 60 s).
+
+    One sync worker recycled by ``--max-requests 10`` three times: each one's ten
+    requests reach the scrape only through the write it makes as it exits. Then a
+    graceful stop (SIGTERM to the master) with five requests only in memory.
+    """
+    directory = str(tmp_path / "mp")
+    env = {"EVENTMON_MULTIPROC_DIR": directory, "EVENTMON_MULTIPROC_INTERVAL": "60"}
+    port = free_port()
+    cmd = _gunicorn_sync(port, 1, "--max-requests", "10")
+    with running(cmd, port, env=env) as proc:
+        results, _ = _load(port, ["/work/0"] * 30, threads=1)
+        assert len({body for _, _, body, _ in results}) == 3  # three workers, ten each
+        # The fourth worker answers: it has written nothing and served nothing.
+        assert _requests_total(_scrape(port)) == 30
+        more, _ = _load(port, ["/work/0"] * 5, threads=1)
+        assert len(more) == 5
+        # (a worker answering its first scrape writes its own file first)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+    assert proc.returncode == 0
+    assert _on_disk(directory) == 35
+
+
+def test_gunicorn_sync_max_requests_and_ttou_keep_totals(mpdir: dict[str, str]) -> None:
+    port = free_port()
+    paths = [f"/work/{i % 5}" for i in range(360)]
+    seen: list[dict[str, float]] = []
+    stop = threading.Event()
+
+    def scraper() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                seen.append(_scrape(port))
+            time.sleep(0.05)
+
+    cmd = _gunicorn_sync(port, 3, "--max-requests", "40")
+    with running(cmd, port, env=mpdir) as proc:
+        t = threading.Thread(target=scraper)
+        t.start()
+        first, _ = _load(port, paths[:180], threads=6)
+        os.kill(proc.pid, signal.SIGTTOU)  # the master removes its oldest worker
+        second, _ = _load(port, paths[180:], threads=6)
+        time.sleep(SETTLE)
+        stop.set()
+        t.join()
+        final = [_scrape(port) for _ in range(5)]
+        live = list(Path(mpdir["EVENTMON_MULTIPROC_DIR"]).glob("w-*.json"))
+    sent = len(first) + len(second)
+    assert sent == 360
+    pids = {body for _, _, body, _ in first + second}
+    assert len(pids) >= 9  # 360 requests / 40 per worker: at least nine workers served
+    assert [_requests_total(s) for s in final] == [sent] * 5
+    assert len(live) == 2  # the two workers left; the others were archived
+    assert len(seen) >= 10
+    for before, after in zip(seen, seen[1:] + final, strict=False):
+        for name, value in before.items():
+            if name.startswith(("http_requests_total{", "http_request_duration_seconds_")):
+                assert after.get(name, 0) >= value, name

@@ -1,0 +1,27 @@
+"""A Flask app for worker-aggregation tests under gunicorn's sync workers.
+
+/work/<ms> sleeps ``ms`` ms and answers the worker's pid. No collector argument:
+the process-wide one, which EVENTMON_MULTIPROC_DIR turns into a worker-aggregating
+one in every worker (or, with ``--preload``, in the master before it forks).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask
+
+from eventmon.flask import Eventmon
+
+app = Flask(__name__)
+
+
+@app.route("/work/<int:ms>")
+def work(ms: int) -> str:
+    if ms:
+        time.sleep(ms / 1000)
+    return str(os.getpid())
+
+
+Eventmon(app)
