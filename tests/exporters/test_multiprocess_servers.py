@@ -310,3 +310,22 @@ def test_gunicorn_sync_max_requests_and_ttou_keep_totals(mpdir: dict[str, str]) 
         for name, value in before.items():
             if name.startswith(("http_requests_total{", "http_request_duration_seconds_")):
                 assert after.get(name, 0) >= value, name
+
+
+def test_gunicorn_sync_worker_timeout_keeps_counts(tmp_path: Path) -> None:
+    """gunicorn's worker timeout sends SIGABRT first: a sync worker exits through
+    ``sys.exit``, so its exit write keeps its requests, the cut-off one as a 500."""
+    directory = str(tmp_path / "mp")
+    env = {"EVENTMON_MULTIPROC_DIR": directory, "EVENTMON_MULTIPROC_INTERVAL": "60"}
+    port = free_port()
+    with running(_gunicorn_sync(port, 1, "--timeout", "1"), port, env=env):
+        done, _ = _load(port, ["/work/0"] * 3, threads=1)
+        t0 = time.monotonic()
+        status, _, _ = _get(port, "/work/8000")
+        assert time.monotonic() - t0 < 7  # cut off by the timeout, not served
+        scrape = _scrape(port)  # served by the replacement worker
+    assert len(done) == 3
+    assert status == 500
+    key = 'http_requests_total{method="GET",endpoint="/work/<int:ms>",status_code="%s"}'
+    assert scrape[key % "200"] == 3
+    assert scrape[key % "500"] == 1
