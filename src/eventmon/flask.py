@@ -13,7 +13,9 @@ prefixes included). Requests that match no rule share one label value.
 
 Options come from the keyword arguments, else from ``app.config``:
 ``EVENTMON_METRICS_PATH`` (default ``"/metrics"``, ``None`` to not serve),
-``EVENTMON_EXCLUDE_PATHS``, ``EVENTMON_UNIT`` and ``EVENTMON_COLLECTOR``.
+``EVENTMON_EXCLUDE_PATHS``, ``EVENTMON_UNIT``, ``EVENTMON_COLLECTOR`` and
+``EVENTMON_DASHBOARD`` (``True`` or an :class:`eventmon.dashboard.Dashboard`:
+the built-in dashboard, served under its prefix and not recorded).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ _CONFIG_KEYS = {
     "EVENTMON_EXCLUDE_PATHS": "exclude_paths",
     "EVENTMON_UNIT": "unit",
     "EVENTMON_COLLECTOR": "collector",
+    "EVENTMON_DASHBOARD": "dashboard",
 }
 
 
@@ -84,6 +87,8 @@ class Eventmon:
         metrics_path: where to serve Prometheus metrics; ``None``: don't.
         exclude_paths: paths not recorded; an entry ending in ``*`` is a prefix.
         unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
+        dashboard: ``True`` (one on this collector at ``/eventmon/``) or an
+            :class:`eventmon.dashboard.Dashboard`; off by default.
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class Eventmon:
         metrics_path: str | None = _UNSET,
         exclude_paths: Iterable[str] = _UNSET,
         unit: str = _UNSET,
+        dashboard: Any = _UNSET,
     ) -> None:
         self._given: dict[str, Any] = {
             k: v
@@ -102,6 +108,7 @@ class Eventmon:
                 ("metrics_path", metrics_path),
                 ("exclude_paths", exclude_paths),
                 ("unit", unit),
+                ("dashboard", dashboard),
             )
             if v is not _UNSET and not (k == "collector" and v is None)
         }

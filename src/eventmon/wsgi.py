@@ -104,7 +104,10 @@ class EventmonMiddleware:
         self._watch = tuple(watch)
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
+        try:
+            path = environ["PATH_INFO"]
+        except KeyError:  # PEP 3333 lets a server leave it out for the root
+            path = ""
         if path.startswith(self._watch):
             special = self._special(path)
             if special is not None:
@@ -115,16 +118,11 @@ class EventmonMiddleware:
         except Exception:
             collector.internal_error("wsgi.begin")
             return self.app(environ, start_response)
-        # Built without an __init__ call: each Python call costs here.
         response = _new(_Response)
-        response.middleware = self
+        response.mw = self
         response.environ = environ
         response._start_response = start_response
         response.token = token
-        response.code = 500  # if the app never calls start_response
-        response.collector = collector
-        response.state = _SENDING
-        response.inner_close = None
         response.start = collector.clock()
         try:
             body = self.app(environ, response.start_response)
@@ -132,22 +130,9 @@ class EventmonMiddleware:
             response.finish(500)
             raise
         response.body = body
-        if "wsgi.file_wrapper" in environ and body.__class__ is environ["wsgi.file_wrapper"]:
-            # Keep the server's sendfile path: time the file until the server closes it.
-            original = getattr(body, "close", None)
-            try:
-                body.close = response.close  # type: ignore[attr-defined]
-            except Exception:  # a wrapper with __slots__: wrap it like any body
-                pass
-            else:
-                response.inner_close = original if original is not None else _nothing
-                response.state = _EXHAUSTED  # the server sends it as it likes
-                return body
+        if body.__class__ is environ.get("wsgi.file_wrapper"):
+            return _keep_file_wrapper(response, body)
         return response
-
-    def _resolve(self, environ: WSGIEnviron) -> str:
-        resolver = self.endpoint_resolver
-        return (resolver(environ) if resolver is not None else None) or UNMATCHED
 
     def _special(self, path: str) -> WSGIApp | None:
         """What serves ``path`` if it is not an instrumented request of the app."""
@@ -177,43 +162,46 @@ class EventmonMiddleware:
         return [body]
 
 
-_SENDING, _EXHAUSTED, _DONE = 0, 1, 2
+#: Status line -> code, so that a request does not parse its status line.
+_CODES: dict[str, int] = {}
+
+
+def _status_code(status: str) -> int:
+    try:
+        code = int(status[:3])
+    except (ValueError, TypeError):  # the server will object, not us
+        return 500
+    if len(_CODES) < 256:  # bounded: apps may invent reason phrases
+        _CODES[status] = code
+    return code
 
 
 class _Response:
-    """One request's state; also the response iterable handed to the server."""
+    """One request's state; also the response iterable handed to the server.
 
-    __slots__ = (
-        "_start_response",
-        "body",
-        "code",
-        "collector",
-        "environ",
-        "inner_close",
-        "middleware",
-        "start",
-        "state",
-        "token",
-    )
+    Slots left unset mean defaults, so the common path stores less: ``code``
+    unset is 500 (start_response never called), ``exhausted`` unset means the
+    body was not iterated to its end, ``token`` None means already recorded.
+    """
 
-    middleware: EventmonMiddleware
+    __slots__ = ("_start_response", "body", "code", "environ", "exhausted", "mw", "start", "token")
+
+    mw: EventmonMiddleware
     environ: WSGIEnviron
     _start_response: StartResponse
     token: Any
     start: float
     code: int
-    collector: MetricsCollector
-    state: int
-    inner_close: Callable[[], object] | None
-    body: Iterable[bytes]  # set once the app has returned
+    exhausted: bool
+    body: Iterable[bytes]
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo = None
     ) -> Callable[[bytes], object]:
         try:
-            self.code = int(status[:3])
-        except (ValueError, TypeError):  # the server will object, not us
-            self.code = 500
+            self.code = _CODES[status]
+        except (KeyError, TypeError):  # a status line not seen yet (or not a string)
+            self.code = _status_code(status)
         return self._start_response(status, headers, exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
@@ -224,53 +212,76 @@ class _Response:
         except BaseException:
             self.finish(500)
             raise
-        if self.state == _SENDING:
-            self.state = _EXHAUSTED
+        self.exhausted = True
 
     def close(self) -> None:
-        close = self.inner_close or getattr(self.body, "close", None)
+        close = getattr(self.body, "close", None)
         if close is not None:
             try:
                 close()
             except BaseException:
                 self.finish(500)
                 raise
-        if self.state == _EXHAUSTED:
-            # The common case, inlined: every call on this path costs.
-            self.state = _DONE
-            environ = self.environ
-            try:
-                self.collector.end(
-                    self.token,
-                    environ["REQUEST_METHOD"],
-                    environ.get(ENDPOINT_KEY) or self.middleware._resolve(environ),
-                    self.code,
-                    self.start,
-                )
-            except Exception:
-                self.collector.internal_error("wsgi.observe")
-        elif self.state == _SENDING:
-            self.finish(CLIENT_CLOSED)
-
-    def finish(self, status: int) -> None:
-        if self.state == _DONE:
+        token = self.token
+        if token is None:
             return
-        self.state = _DONE
+        self.token = None
+        try:
+            self.exhausted  # noqa: B018
+        except AttributeError:
+            code = CLIENT_CLOSED
+        else:
+            try:
+                code = self.code
+            except AttributeError:
+                code = 500
+        mw = self.mw
         environ = self.environ
         try:
-            self.collector.end(
-                self.token,
-                environ["REQUEST_METHOD"],
-                environ.get(ENDPOINT_KEY) or self.middleware._resolve(environ),
-                status,
-                self.start,
-            )
+            endpoint = environ.get(ENDPOINT_KEY)
+            if not endpoint:
+                resolve = mw.endpoint_resolver
+                endpoint = (resolve(environ) if resolve is not None else None) or UNMATCHED
+            mw.collector.end(token, environ["REQUEST_METHOD"], endpoint, code, self.start)
         except Exception:
-            self.collector.internal_error("wsgi.observe")
+            mw.collector.internal_error("wsgi.observe")
+
+    def finish(self, status: int) -> None:
+        token = self.token
+        if token is None:
+            return
+        self.token = None
+        mw = self.mw
+        environ = self.environ
+        try:
+            endpoint = environ.get(ENDPOINT_KEY)
+            if not endpoint:
+                resolve = mw.endpoint_resolver
+                endpoint = (resolve(environ) if resolve is not None else None) or UNMATCHED
+            mw.collector.end(token, environ["REQUEST_METHOD"], endpoint, status, self.start)
+        except Exception:
+            mw.collector.internal_error("wsgi.observe")
+
+
+class _FileClose:
+    """Stands in as the body of a response whose file wrapper the server sends itself."""
+
+    __slots__ = ("close",)
+
+    def __init__(self, close: Callable[[], object] | None) -> None:
+        self.close = close
+
+
+def _keep_file_wrapper(response: _Response, body: Any) -> Iterable[bytes]:
+    """Keep the server's sendfile path: time the file until the server closes it."""
+    original = getattr(body, "close", None)
+    try:
+        body.close = response.close
+    except Exception:  # a wrapper with __slots__: wrap it like any body
+        return response
+    response.body = _FileClose(original)  # type: ignore[assignment]
+    response.exhausted = True  # the server sends it as it likes
+    return body  # type: ignore[no-any-return]
 
 
 _new = object.__new__
-
-
-def _nothing() -> None:
-    return None

@@ -160,3 +160,39 @@ def test_no_reference_cycles_per_request(collector: MetricsCollector) -> None:
     instrumented = create_app()
     Eventmon(instrumented, collector=collector)
     assert garbage_per_request(instrumented) == garbage_per_request(bare)
+
+
+def test_dashboard_passed_through_and_from_app_config(collector: MetricsCollector) -> None:
+    import json
+
+    from eventmon.dashboard import Dashboard
+
+    app = create_app()
+    Eventmon(app, collector=collector, dashboard=True)
+    assert get(app, "/events/1")[0] == 200
+    status, body = get(app, "/eventmon/api/snapshot")
+    assert status == 200
+    assert json.loads(body)["totalRequests"] == 1
+    assert get(app, "/eventmon/")[0] == 200  # the page itself
+    # Dashboard requests are not app traffic.
+    assert counts(collector) == {("GET", "/events/<int:event_id>", "200"): 1}
+
+    other = MetricsCollector(slow_hooks=())
+    dash = Dashboard(other, token="s3cret", prefix="/ops/")
+    configured = create_app(EVENTMON_DASHBOARD=dash)
+    Eventmon(configured, collector=other)
+    assert get(configured, "/ops/api/snapshot")[0] == 401  # the Dashboard's own token
+    r = configured.test_client().get("/ops/api/snapshot?token=s3cret")
+    assert (r.status_code, json.loads(r.get_data())["totalRequests"]) == (200, 0)
+    r.close()
+
+    off = create_app()
+    Eventmon(off, collector=MetricsCollector(slow_hooks=()))
+    assert get(off, "/eventmon/api/snapshot")[0] == 404  # off unless asked for
+
+
+def test_bad_dashboard_fails_at_init() -> None:
+    with pytest.raises(ConfigurationError, match="dashboard must be True"):
+        Eventmon(create_app(), collector=MetricsCollector(slow_hooks=()), dashboard="yes")
+    with pytest.raises(ConfigurationError, match="dashboard must be True"):
+        Eventmon(create_app(EVENTMON_DASHBOARD="yes"), collector=MetricsCollector(slow_hooks=()))
