@@ -4,6 +4,12 @@ Every variant is the same small Flask app with one route template, called as a
 WSGI app with a prepared environ; the body is iterated and closed as a server
 would. A round runs each variant in a shuffled order.
 Run: ``python benchmarks/bench_wsgi.py`` (or ``nox -s bench``).
+
+``--diagnose`` adds rows that split eventmon's cost: its middleware over a collector
+whose ``begin()``/``end()`` do nothing but read the clock (the wrapper alone), over a
+collector that never folds its journal (the fold's share), and the smallest possible
+wrapper on a real collector (no exclusions, no 499/500 bookkeeping, no file
+wrappers: the floor any adapter on this collector can reach).
 """
 
 from __future__ import annotations
@@ -81,7 +87,67 @@ class _Closing:
         return iter(self.body)
 
 
-def variants(include_peers: bool) -> dict[str, Any]:
+class CollectorFloor:
+    """The least an adapter on eventmon's collector can do: begin(), end(), one object.
+
+    Not correct (no exclusions, errors, 499s or file wrappers): a diagnostic floor.
+    """
+
+    def __init__(self, app: Any, collector: Any) -> None:
+        self.app = app
+        self.collector = collector
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        collector = self.collector
+        r = _new(_FloorResponse)
+        r.token = collector.begin()
+        r.collector = collector
+        r.environ = environ
+        r.sr = start_response
+        r.start = collector.clock()
+        r.body = self.app(environ, r.start_response)
+        return r
+
+
+_new = object.__new__
+_CODES: dict[str, int] = {}
+
+
+class _FloorResponse:
+    __slots__ = ("body", "code", "collector", "environ", "sr", "start", "token")
+
+    def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
+        self.code = _CODES.get(status) or int(status[:3])
+        return self.sr(status, headers, exc_info)
+
+    def __iter__(self) -> Any:
+        return iter(self.body)
+
+    def close(self) -> None:
+        self.body.close()
+        self.collector.end(
+            self.token, "GET", self.environ["eventmon.endpoint"], self.code, self.start
+        )
+
+
+def diagnostic_collectors() -> dict[str, Any]:
+    from eventmon import MetricsCollector
+
+    class Stubbed(MetricsCollector):
+        def begin(self) -> Any:
+            return None
+
+        def end(self, token: Any, method: str, endpoint: str, status: int, start: float) -> None:
+            self.clock()
+
+    class NoFold(MetricsCollector):
+        def _fold(self, batch: Any) -> None:
+            pass
+
+    return {"stubbed": Stubbed, "nofold": NoFold}
+
+
+def variants(include_peers: bool, diagnose: bool = False) -> dict[str, Any]:
     from eventmon import MetricsCollector
     from eventmon.flask import Eventmon
 
@@ -96,6 +162,19 @@ def variants(include_peers: bool) -> dict[str, Any]:
     a = make_app()
     Eventmon(a, collector=MetricsCollector(slow_hooks=()))
     apps["eventmon"] = a
+    if diagnose:
+        kinds = diagnostic_collectors()
+        a = make_app()
+        Eventmon(a, collector=kinds["stubbed"](slow_hooks=()))
+        apps["diag: eventmon, collector stubbed"] = a
+        a = make_app()
+        Eventmon(a, collector=kinds["nofold"](slow_hooks=()))
+        apps["diag: eventmon, journal never folded"] = a
+        a = make_app()
+        Eventmon(a, collector=MetricsCollector(slow_hooks=()))
+        # The extension's route noting stays; the wrapper is replaced by the floor.
+        a.wsgi_app = CollectorFloor(a.wsgi_app.app, MetricsCollector(slow_hooks=()))  # type: ignore[method-assign,attr-defined]
+        apps["diag: floor wrapper on the collector"] = a
     if include_peers:
         try:
             from prometheus_client import CollectorRegistry
@@ -172,8 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--per-round", type=int, default=2000)
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--diagnose", action="store_true", help="add rows that split the cost")
     args = ap.parse_args(argv)
-    runs = {name: wsgi_runner(app) for name, app in variants(not args.no_peers).items()}
+    apps = variants(not args.no_peers, args.diagnose)
+    runs = {name: wsgi_runner(app) for name, app in apps.items()}
     results = interleave(runs, baseline="bare flask", rounds=args.rounds, per_round=args.per_round)
     print(report("WSGI (Flask), in process", results, "eventmon"))
     print(f"\n{machine()}; {args.rounds} rounds x {args.per_round} requests, medians")
