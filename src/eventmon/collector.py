@@ -189,15 +189,14 @@ class MetricsCollector:
         ``endpoint`` should be a route template (``/events/{event_id}``), never a
         raw path; ``seconds`` is the full duration including the response body.
         """
-        self._record(method, endpoint, status_code, seconds, self.clock())
-
-    def _record(self, method: str, endpoint: str, status: int, seconds: float, end: float) -> None:
-        """``observe`` with the end time already read (adapters have it)."""
-        journal = self._journals.mine()
+        try:
+            journal = self._journals.local.journal
+        except AttributeError:
+            journal = self._journals.mine()
         entries = journal.entries
-        entries.append((method, endpoint, status, seconds, end))
+        entries.append((method, endpoint, status_code, seconds, self.clock()))
         if seconds > self.slow_threshold:
-            self._on_slow(method, endpoint, status, seconds)
+            self._on_slow(method, endpoint, status_code, seconds)
         if len(entries) >= self._journal_limit:
             self._journals.drain_one(journal)
 
@@ -207,7 +206,10 @@ class MetricsCollector:
         Adapters call ``begin()`` on entry and ``end(token, ...)`` once the last
         body byte is out: together they read the clock twice and append once.
         """
-        journal = self._journals.mine()
+        try:
+            journal: ThreadJournal = self._journals.local.journal
+        except AttributeError:
+            journal = self._journals.mine()
         journal.started += 1
         return journal
 

@@ -41,13 +41,13 @@ class ThreadJournal:
 class Journals:
     """Every thread's journal, and the lock under which they are folded."""
 
-    __slots__ = ("__weakref__", "_journals", "_local", "_retired_inflight", "fold", "limit", "lock")
+    __slots__ = ("__weakref__", "_journals", "_retired_inflight", "fold", "limit", "local", "lock")
 
     def __init__(self, fold: Callable[[list[Entry]], None], limit: int = 1024) -> None:
         self.fold = fold
         self.limit = limit
         self.lock = threading.RLock()
-        self._local = threading.local()
+        self.local = threading.local()
         self._journals: list[ThreadJournal] = []
         self._retired_inflight = 0  # started - finished of journals whose thread exited
         if hasattr(os, "register_at_fork"):
@@ -65,12 +65,12 @@ class Journals:
     def mine(self) -> ThreadJournal:
         """The current thread's journal, created on first use."""
         try:
-            journal: ThreadJournal = self._local.journal
+            journal: ThreadJournal = self.local.journal
         except AttributeError:
             journal = ThreadJournal()
             with self.lock:
                 self._journals.append(journal)
-            self._local.journal = journal
+            self.local.journal = journal
         return journal
 
     def drain_one(self, journal: ThreadJournal) -> None:
@@ -115,6 +115,6 @@ class Journals:
     def _after_fork_in_child(self) -> None:
         # Only the forking thread survives a fork; its journal (if any) carries on.
         self.lock = threading.RLock()
-        me = getattr(self._local, "journal", None)
+        me = getattr(self.local, "journal", None)
         self._journals = [me] if me is not None else []
         self._retired_inflight = 0
