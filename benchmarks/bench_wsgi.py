@@ -15,9 +15,11 @@ wrappers: the floor any adapter on this collector can reach).
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
@@ -147,60 +149,85 @@ def diagnostic_collectors() -> dict[str, Any]:
     return {"stubbed": Stubbed, "nofold": NoFold}
 
 
-def variants(include_peers: bool, diagnose: bool = False) -> dict[str, Any]:
+def factories(include_peers: bool, diagnose: bool = False) -> dict[str, Callable[[], Any]]:
+    """Name -> a function building that variant's app (built only when asked for)."""
     from eventmon import MetricsCollector
     from eventmon.flask import Eventmon
 
-    apps: dict[str, Any] = {}
-    apps["bare flask"] = make_app()
-    a = make_app()
-    a.wsgi_app = PassThrough(a.wsgi_app)  # type: ignore[method-assign]
-    apps["pass-through middleware"] = a
-    a = make_app()
-    a.wsgi_app = HandTimer(a.wsgi_app)  # type: ignore[method-assign]
-    apps["hand-written timer + dict"] = a
-    a = make_app()
-    Eventmon(a, collector=MetricsCollector(slow_hooks=()))
-    apps["eventmon"] = a
+    def wrapped(middleware: Callable[[Any], Any]) -> Callable[[], Any]:
+        def build() -> Any:
+            a = make_app()
+            a.wsgi_app = middleware(a.wsgi_app)
+            return a
+
+        return build
+
+    def instrumented(collector_class: Any = MetricsCollector) -> Callable[[], Any]:
+        def build() -> Any:
+            a = make_app()
+            Eventmon(a, collector=collector_class(slow_hooks=()))
+            return a
+
+        return build
+
+    def floor() -> Any:
+        a = instrumented()()  # the extension's route noting stays
+        a.wsgi_app = CollectorFloor(a.wsgi_app.app, MetricsCollector(slow_hooks=()))
+        return a
+
+    out: dict[str, Callable[[], Any]] = {
+        "bare flask": make_app,
+        "pass-through middleware": wrapped(PassThrough),
+        "hand-written timer + dict": wrapped(HandTimer),
+        "eventmon": instrumented(),
+    }
     if diagnose:
         kinds = diagnostic_collectors()
-        a = make_app()
-        Eventmon(a, collector=kinds["stubbed"](slow_hooks=()))
-        apps["diag: eventmon, collector stubbed"] = a
-        a = make_app()
-        Eventmon(a, collector=kinds["nofold"](slow_hooks=()))
-        apps["diag: eventmon, journal never folded"] = a
-        a = make_app()
-        Eventmon(a, collector=MetricsCollector(slow_hooks=()))
-        # The extension's route noting stays; the wrapper is replaced by the floor.
-        a.wsgi_app = CollectorFloor(a.wsgi_app.app, MetricsCollector(slow_hooks=()))  # type: ignore[method-assign,attr-defined]
-        apps["diag: floor wrapper on the collector"] = a
+        out["diag: eventmon, collector stubbed"] = instrumented(kinds["stubbed"])
+        out["diag: eventmon, journal never folded"] = instrumented(kinds["nofold"])
+        out["diag: floor wrapper on the collector"] = floor
     if include_peers:
         try:
-            from prometheus_client import CollectorRegistry
-            from prometheus_flask_exporter import PrometheusMetrics
-
-            a = make_app()
-            PrometheusMetrics(a, registry=CollectorRegistry(), group_by="url_rule")
-            apps["prometheus-flask-exporter"] = a
+            import prometheus_flask_exporter  # noqa: F401
         except ImportError:
             pass
+        else:
+            out["prometheus-flask-exporter"] = _prometheus_flask_exporter
         try:
-            from opentelemetry.instrumentation.flask import FlaskInstrumentor
-            from opentelemetry.sdk.metrics import MeterProvider
-            from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-            from opentelemetry.sdk.trace import TracerProvider
-
-            a = make_app()
-            FlaskInstrumentor().instrument_app(
-                a,
-                tracer_provider=TracerProvider(),
-                meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]),
-            )
-            apps["opentelemetry-flask (metrics+traces)"] = a
+            import opentelemetry.instrumentation.flask  # noqa: F401
         except ImportError:
             pass
-    return apps
+        else:
+            out["opentelemetry-flask (metrics+traces)"] = _opentelemetry_flask
+    return out
+
+
+def _prometheus_flask_exporter() -> Any:
+    from prometheus_client import CollectorRegistry
+    from prometheus_flask_exporter import PrometheusMetrics
+
+    a = make_app()
+    PrometheusMetrics(a, registry=CollectorRegistry(), group_by="url_rule")
+    return a
+
+
+def _opentelemetry_flask() -> Any:
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    a = make_app()
+    FlaskInstrumentor().instrument_app(
+        a,
+        tracer_provider=TracerProvider(),
+        meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]),
+    )
+    return a
+
+
+def variants(include_peers: bool, diagnose: bool = False) -> dict[str, Any]:
+    return {name: build() for name, build in factories(include_peers, diagnose).items()}
 
 
 def wsgi_environ(path: str) -> dict[str, Any]:
@@ -252,7 +279,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-round", type=int, default=2000)
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--diagnose", action="store_true", help="add rows that split the cost")
+    ap.add_argument("--only", metavar="VARIANT", help="run this variant alone, print nothing")
+    ap.add_argument("--requests", type=int, default=1024, help="with --only: how many")
     args = ap.parse_args(argv)
+    if args.only is not None:
+        # For instruction counting (instructions_wsgi.py): one app, a warm-up that
+        # ends on a journal fold, then the requests, the cycle collector off.
+        run = wsgi_runner(factories(True, True)[args.only]())
+        gc.disable()
+        run(1024)
+        run(args.requests)
+        return 0
     apps = variants(not args.no_peers, args.diagnose)
     runs = {name: wsgi_runner(app) for name, app in apps.items()}
     results = interleave(runs, baseline="bare flask", rounds=args.rounds, per_round=args.per_round)
