@@ -59,3 +59,33 @@ def test_cells_of_exited_threads_are_retired_not_lost() -> None:
     # Exited threads' cells were folded away: only live ones remain.
     assert len(counter._cells) <= 1
     assert counter.value("x") == 100
+
+
+def test_a_forked_child_can_read_even_if_the_lock_was_held_at_fork() -> None:
+    import os
+    import time
+    import warnings
+
+    counter = Counter()
+    counter.inc("k", 5)
+    with counter._lock, warnings.catch_warnings():  # another thread mid-read at fork time
+        # Python 3.12+ warns about fork() in a process with threads: that is the point.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+        if pid == 0:  # the child: reading must not deadlock, and counts are inherited
+            ok = False
+            try:
+                ok = counter.value("k") == 5
+            finally:
+                os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 10
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise AssertionError("the child deadlocked on the counter's lock")
+        time.sleep(0.01)
+    assert os.WEXITSTATUS(status) == 0

@@ -8,7 +8,9 @@ so that a server that creates a thread per request does not accumulate cells.
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Hashable
 
 __all__ = ["Counter"]
@@ -41,6 +43,15 @@ class Counter:
         self._lock = threading.Lock()
         self._cells: list[_Cell] = []
         self._retired: dict[Hashable, float] = {}
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def _after_fork() -> None:
+                me = ref()
+                if me is not None:
+                    me.reset_after_fork()
+
+            os.register_at_fork(after_in_child=_after_fork)
 
     def _cell(self) -> dict[Hashable, float]:
         cell = _Cell()
@@ -84,5 +95,9 @@ class Counter:
         return self.items().get(key, 0)
 
     def reset_after_fork(self) -> None:
-        """Make the lock usable in a forked child (other threads did not survive)."""
+        """Make the lock usable in a forked child (called by an at-fork hook).
+
+        Another thread may have held the lock when the process forked; that
+        thread does not exist in the child, so the lock would never be released.
+        """
         self._lock = threading.Lock()
