@@ -301,7 +301,17 @@ def test_a_forked_worker_starts_with_a_usable_collector() -> None:
 
     c = MetricsCollector(slow_hooks=())
     c.observe("GET", "/pre-fork", 200, 0.001)
-    with c._journals.lock, warnings.catch_warnings():  # a reader was folding at fork time
+    holding, release = threading.Event(), threading.Event()
+
+    def reader() -> None:  # another thread is folding when the server forks
+        with c._journals.lock:
+            holding.set()
+            release.wait(10)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    holding.wait(5)
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         pid = os.fork()
         if pid == 0:
@@ -321,5 +331,7 @@ def test_a_forked_worker_starts_with_a_usable_collector() -> None:
             os.waitpid(pid, 0)
             raise AssertionError("the forked child deadlocked on the journal lock")
         time.sleep(0.01)
+    release.set()
+    t.join()
     assert os.WEXITSTATUS(status) == 0
     assert c.total_requests() == 1  # the parent is unaffected by the child
