@@ -114,3 +114,17 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> str:
 
 
 PYTHON = sys.executable
+
+
+def wait_child(pid: int, timeout: float = 10.0) -> int:
+    """Exit code of a forked child; kill it and fail if it has not exited in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.WEXITSTATUS(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"forked child {pid} did not exit within {timeout}s (deadlock?)")
+        time.sleep(0.01)

@@ -296,8 +296,9 @@ def test_short_lived_threads_lose_nothing_while_a_reader_drains() -> None:
 
 def test_a_forked_worker_starts_with_a_usable_collector() -> None:
     import os
-    import time
     import warnings
+
+    from servers import wait_child
 
     c = MetricsCollector(slow_hooks=())
     c.observe("GET", "/pre-fork", 200, 0.001)
@@ -321,17 +322,8 @@ def test_a_forked_worker_starts_with_a_usable_collector() -> None:
                 ok = c.total_requests() == 2 and c.in_progress() == 0
             finally:
                 os._exit(0 if ok else 1)
-    deadline = time.monotonic() + 10
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            raise AssertionError("the forked child deadlocked on the journal lock")
-        time.sleep(0.01)
+    code = wait_child(pid)
     release.set()
     t.join()
-    assert os.WEXITSTATUS(status) == 0
+    assert code == 0
     assert c.total_requests() == 1  # the parent is unaffected by the child

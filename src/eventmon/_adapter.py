@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventmon._exceptions import ConfigurationError
 from eventmon.exporters.prometheus import choose_format, render
@@ -17,7 +17,7 @@ from eventmon.exporters.prometheus import choose_format, render
 if TYPE_CHECKING:
     from eventmon.collector import MetricsCollector
 
-__all__ = ["AdapterOptions", "metrics_response"]
+__all__ = ["AdapterOptions", "metrics_response", "resolve_dashboard"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +92,22 @@ def metrics_response(
         body = b"eventmon could not render metrics\n"
         return 500, "text/plain; charset=utf-8", body, len(body)
     return 200, content_type, b"" if method == "HEAD" else body, len(body)
+
+
+def resolve_dashboard(dashboard: Any, collector: MetricsCollector) -> Any:
+    """The :class:`~eventmon.dashboard.Dashboard` an adapter's ``dashboard=`` asks for.
+
+    ``None``/``False``: off (returns ``None``); ``True``: one on ``collector`` at
+    ``/eventmon/``; a ``Dashboard``: that one. Anything else is a configuration error.
+    """
+    if dashboard is None or dashboard is False:
+        return None
+    from eventmon.dashboard import Dashboard
+
+    if dashboard is True:
+        return Dashboard(collector)
+    if not isinstance(dashboard, Dashboard):
+        raise ConfigurationError(
+            f"dashboard must be True, False, None or a Dashboard, got {dashboard!r}"
+        )
+    return dashboard

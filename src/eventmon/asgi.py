@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from eventmon._adapter import AdapterOptions, metrics_response
+from eventmon._adapter import AdapterOptions, metrics_response, resolve_dashboard
 from eventmon._exceptions import ConfigurationError
 from eventmon.collector import MetricsCollector, default_collector
 from eventmon.core.registry import UNMATCHED
@@ -102,16 +102,11 @@ class EventmonMiddleware:
         self._templates: dict[int, tuple[Any, str]] = {}
         self._root: Any = None
         self._dashboard: Any = None
-        if dashboard is not None and dashboard is not False:
-            from eventmon.dashboard import Dashboard, DashboardASGI
+        resolved = resolve_dashboard(dashboard, self.collector)
+        if resolved is not None:
+            from eventmon.dashboard import DashboardASGI
 
-            if dashboard is True:
-                dashboard = Dashboard(self.collector)
-            if not isinstance(dashboard, Dashboard):
-                raise ConfigurationError(
-                    f"dashboard must be True, False, None or a Dashboard, got {dashboard!r}"
-                )
-            self._dashboard = DashboardASGI(dashboard)
+            self._dashboard = DashboardASGI(resolved)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # One coroutine frame for the whole request: an inner helper coroutine

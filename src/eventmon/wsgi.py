@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from eventmon._adapter import AdapterOptions, metrics_response
+from eventmon._adapter import AdapterOptions, metrics_response, resolve_dashboard
 from eventmon._exceptions import ConfigurationError
 from eventmon.collector import MetricsCollector, default_collector
 from eventmon.core.registry import UNMATCHED
@@ -84,16 +84,11 @@ class EventmonMiddleware:
         self._exact = options.exclude_exact
         self._prefixes = options.exclude_prefixes
         self._dashboard: Any = None
-        if dashboard is not None and dashboard is not False:
-            from eventmon.dashboard import Dashboard, DashboardWSGI
+        resolved = resolve_dashboard(dashboard, self.collector)
+        if resolved is not None:
+            from eventmon.dashboard import DashboardWSGI
 
-            if dashboard is True:
-                dashboard = Dashboard(self.collector)
-            if not isinstance(dashboard, Dashboard):
-                raise ConfigurationError(
-                    f"dashboard must be True, False, None or a Dashboard, got {dashboard!r}"
-                )
-            self._dashboard = DashboardWSGI(dashboard)
+            self._dashboard = DashboardWSGI(resolved)
         # One startswith() per request tells whether a path may need anything but
         # instrumenting; the exact checks run only for paths that pass it.
         watch = [*self._exact, *self._prefixes]

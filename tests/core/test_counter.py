@@ -63,8 +63,9 @@ def test_cells_of_exited_threads_are_retired_not_lost() -> None:
 
 def test_a_forked_child_can_read_even_if_the_lock_was_held_at_fork() -> None:
     import os
-    import time
     import warnings
+
+    from servers import wait_child
 
     counter = Counter()
     counter.inc("k", 5)
@@ -78,14 +79,5 @@ def test_a_forked_child_can_read_even_if_the_lock_was_held_at_fork() -> None:
                 ok = counter.value("k") == 5
             finally:
                 os._exit(0 if ok else 1)
-    deadline = time.monotonic() + 10
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            raise AssertionError("the child deadlocked on the counter's lock")
-        time.sleep(0.01)
-    assert os.WEXITSTATUS(status) == 0
+    code = wait_child(pid)
+    assert code == 0
