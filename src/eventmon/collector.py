@@ -110,7 +110,7 @@ class MetricsCollector:
         slow_hooks: callables ``(method, endpoint, status_code, seconds)`` run
             on a background thread for each slow request; ``None`` installs the
             default hook, which logs a warning; ``()`` installs none.
-        significant_digits: HDR precision (2 = within 1 %, 26.6 KB per endpoint).
+        significant_digits: HDR precision (2 = within 1 %, 26.8 KB per endpoint).
         quantiles: percentiles exported as gauges per endpoint (0–1).
         clock: monotonic clock in seconds; injected by tests.
     """
