@@ -22,12 +22,13 @@ import math
 import os
 import threading
 import time
-from bisect import bisect_right
+from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eventmon._exceptions import ConfigurationError
+from eventmon.core import fold as _fold_module
 from eventmon.core.counter import Counter
 from eventmon.core.histogram import DEFAULT_BUCKETS, HdrLayout, LatencyHistogram
 from eventmon.core.journal import Journals, ThreadJournal
@@ -74,7 +75,7 @@ class SeriesSnapshot:
 class _Series:
     """Aggregates of one label set; written only under the journal lock."""
 
-    __slots__ = ("buckets", "endpoint", "hist", "labels", "method", "status", "sum")
+    __slots__ = ("bucket_counts", "endpoint", "hist", "labels", "method", "status", "sums")
 
     def __init__(
         self, method: str, endpoint: str, status: str, hist: LatencyHistogram, n_buckets: int
@@ -88,13 +89,23 @@ class _Series:
             f'status_code="{escape_label_value(status)}"'
         )
         self.hist = hist
-        self.sum = 0.0
-        self.buckets = [0] * (n_buckets + 1)
+        # Arrays, written in place by the fold (eventmon.core.fold).
+        self.sums = array("d", [0.0])
+        self.bucket_counts = array("q", bytes(8 * (n_buckets + 1)))
+
+    @property
+    def sum(self) -> float:
+        return self.sums[0]
+
+    @property
+    def buckets(self) -> tuple[int, ...]:
+        """Count per bound, not cumulative; the last is +Inf."""
+        return tuple(self.bucket_counts)
 
     @property
     def count(self) -> int:
         # Derived rather than kept: one increment less per request in the fold.
-        return sum(self.buckets)
+        return sum(self.bucket_counts)
 
 
 class MetricsCollector:
@@ -146,7 +157,15 @@ class MetricsCollector:
         self.clock = clock
         self.layout = HdrLayout(significant_digits=significant_digits)
         self.max_label_sets = max_label_sets
-        self._cuts, self._slot_of, self._bucket_of = _cut_points(self.layout, bounds)
+        cuts, slot_of, bucket_of = _cut_points(self.layout, bounds)
+        self._fold_batch = _fold_module.fold
+        if _fold_module.COMPILED:
+            # The compiled fold reads C arrays; the Python one indexes lists faster.
+            self._cuts: Sequence[float] = array("d", cuts)
+            self._slot_of: Sequence[int] = array("q", slot_of)
+            self._bucket_of: Sequence[int] = array("q", bucket_of)
+        else:
+            self._cuts, self._slot_of, self._bucket_of = cuts, slot_of, bucket_of
         self._series: dict[tuple[str, str, int], _Series] = {}
         self._series_limit = LabelSetLimit("http_requests_total", max_label_sets)
         self._endpoint_hists: dict[str, LatencyHistogram] = {}
@@ -327,63 +346,29 @@ class MetricsCollector:
     def _fold(self, batch: list[tuple[Any, ...]]) -> None:
         """Add journal entries to the aggregates; runs under the journal lock.
 
-        This loop is where the per-request work really happens, so it is written
-        for speed: one ``bisect`` into the merged cut points of the HDR slots and
-        the Prometheus bounds gives both the HDR slot and the bucket of a value,
-        and the sliding-window slot is inlined.
+        The loop itself is :mod:`eventmon.core.fold` (compiled when it could be
+        built); it stops at each rotation of the recent histogram.
         """
-        series = self._series
-        cuts = self._cuts
-        slot_of = self._slot_of
-        bucket_of = self._bucket_of
-        ring = self._window.ring
-        size = self._window.size
-        recent = self._recent.counts
-        gshift = LatencyHistogram.GROUP_SHIFT
-        recent_n = 0
-        recent_until = self._recent_until
-        # The current window slot covers [sec_start, sec_start + 1).
-        sec_start = sec_end = -1.0
-        wslot: list[Any] = ring[0]
-        for method, endpoint, status, seconds, end in batch:
-            s = series.get((method, endpoint, status))
-            if s is None:
-                s = self._new_series(method, endpoint, status)
-            s.sum += seconds
-            region = bisect_right(cuts, seconds)
-            s.buckets[bucket_of[region]] += 1
-            idx = slot_of[region]
-            h = s.hist
-            h.counts[idx] += 1
-            h.groups[idx >> gshift] += 1
-            h.total += 1
-            if end >= recent_until:
-                self._recent.total += recent_n
-                recent_n = 0
-                self._rotate_recent(end)
-                recent = self._recent.counts
-                recent_until = self._recent_until
-            # Group totals of the recent histogram are rebuilt when it is read.
-            recent[idx] += 1
-            recent_n += 1
-            # Sliding window slot: [second, count, errors, latency sum].
-            if not sec_start <= end < sec_end:
-                sec = int(end)
-                wslot = ring[sec % size]
-                if wslot[0] != sec:
-                    if wslot[0] > sec:
-                        sec_start = sec_end = -1.0
-                        continue  # ended before the window: in the totals only
-                    wslot[0] = sec
-                    wslot[1] = wslot[2] = 0
-                    wslot[3] = 0.0
-                sec_start = float(sec)
-                sec_end = sec_start + 1.0
-            wslot[1] += 1
-            wslot[3] += seconds
-            if status >= 500:
-                wslot[2] += 1
-        self._recent.total += recent_n
+        fold = self._fold_batch
+        window = self._window
+        i = 0
+        while True:
+            i = fold(
+                batch,
+                i,
+                self._series,
+                self._new_series,
+                self._cuts,
+                self._slot_of,
+                self._bucket_of,
+                self._recent,
+                self._recent_until,
+                window.ring,
+                window.size,
+            )
+            if i >= len(batch):
+                return
+            self._rotate_recent(batch[i][4])
 
     def _rotate_recent(self, now: float) -> None:
         size = self._window.size

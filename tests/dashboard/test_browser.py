@@ -54,7 +54,12 @@ def test_dashboard_in_chromium_updates_and_shows_firing_alert(artifacts_dir: Pat
             )
             assert _number(page.inner_text("#rps")) > 0
             # The endpoint table filled from the paginated API.
-            page.wait_for_selector("#endpoints tbody tr", timeout=10_000)
+            # (It refreshes on a timer: its first fill may predate the load's first request.)
+            page.wait_for_function(
+                "() => document.querySelector('#endpoints').innerText"
+                ".includes('/events/{event_id}')",
+                timeout=15_000,
+            )
             assert "/events/{event_id}" in page.inner_text("#endpoints")
             # Charts are drawn (inline SVG polylines, no library).
             page.wait_for_selector("#chart-rps polyline", timeout=10_000)

@@ -223,7 +223,7 @@ class RuleMetrics:
         for i, n in enumerate(base.counts):
             if n:
                 counts[i] -= n
-        diff.total -= base.total
+        diff.rebuild_groups()
         return diff
 
     def values_for(

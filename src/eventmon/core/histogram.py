@@ -115,7 +115,7 @@ class LatencyHistogram:
     journals under its lock. Use it directly for offline analysis or tests.
     """
 
-    __slots__ = ("counts", "groups", "layout", "total")
+    __slots__ = ("counts", "groups", "layout")
 
     #: Slots per group; ``groups[i >> GROUP_SHIFT]`` totals a run of 32 slots, so a
     #: percentile bisects ~100 group totals and then one group, not 3,328 slots.
@@ -123,9 +123,16 @@ class LatencyHistogram:
 
     def __init__(self, layout: HdrLayout = DEFAULT_LAYOUT) -> None:
         self.layout = layout
+        # Both are array('q') so that the compiled fold can write them in place.
+        # Invariant: groups[g] is the sum of counts[g * 32 : g * 32 + 32]; code
+        # that writes counts directly calls rebuild_groups().
         self.counts = array("q", bytes(8 * layout.counts_len))
-        self.groups = [0] * ((layout.counts_len >> self.GROUP_SHIFT) + 1)
-        self.total = 0
+        self.groups = array("q", bytes(8 * ((layout.counts_len >> self.GROUP_SHIFT) + 1)))
+
+    @property
+    def total(self) -> int:
+        """How many values were recorded."""
+        return sum(self.groups)
 
     def record(self, seconds: float, count: int = 1) -> None:
         """Record a latency in seconds (``count`` times)."""
@@ -135,15 +142,14 @@ class LatencyHistogram:
         """Add ``count`` to slot ``index`` (for code that computed the slot itself)."""
         self.counts[index] += count
         self.groups[index >> self.GROUP_SHIFT] += count
-        self.total += count
 
     def rebuild_groups(self) -> None:
-        """Recompute group totals and the total from the slots (after writing counts)."""
-        shift = self.GROUP_SHIFT
-        size = 1 << shift
+        """Recompute the group totals from the slots (after writing ``counts`` directly)."""
+        size = 1 << self.GROUP_SHIFT
         counts = self.counts
-        self.groups = [sum(counts[g : g + size]) for g in range(0, len(self.groups) * size, size)]
-        self.total = sum(self.groups)
+        groups = self.groups
+        for g in range(len(groups)):
+            groups[g] = sum(counts[g * size : g * size + size])
 
     def record_many(self, samples: Iterable[float]) -> None:
         """Record every latency (seconds) of ``samples``."""
@@ -165,14 +171,10 @@ class LatencyHistogram:
         for p in wanted:
             if not 0.0 <= p <= 100.0:
                 raise ValueError(f"percentile must be within 0..100, got {p!r}")
-        total = self.total
+        cum_groups = list(accumulate(self.groups))
+        total = cum_groups[-1]
         if total == 0:
             return [0.0] * len(wanted)
-        cum_groups = list(accumulate(self.groups))
-        if cum_groups[-1] != total:
-            self.rebuild_groups()  # counts were written directly (decode, raw merges)
-            total = self.total
-            cum_groups = list(accumulate(self.groups))
         shift = self.GROUP_SHIFT
         size = 1 << shift
         counts = self.counts
@@ -217,15 +219,13 @@ class LatencyHistogram:
         """An independent copy."""
         h = LatencyHistogram(self.layout)
         h.counts = array("q", self.counts)
-        h.groups = list(self.groups)
-        h.total = self.total
+        h.groups = array("q", self.groups)
         return h
 
     def reset(self) -> None:
         """Forget every recorded value."""
         self.counts = array("q", bytes(8 * self.layout.counts_len))
-        self.groups = [0] * len(self.groups)
-        self.total = 0
+        self.groups = array("q", bytes(8 * len(self.groups)))
 
     def nbytes(self) -> int:
         """Memory held by the slot counts and group totals."""

@@ -7,6 +7,7 @@ lands in the right second, and anything older than the window is ignored.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 from eventmon._exceptions import ConfigurationError
@@ -41,7 +42,10 @@ class WindowStats:
 class SlidingWindow:
     """Per-second ring of [second, count, errors, latency sum].
 
-    Not thread-safe by itself; the collector writes to it under its fold lock.
+    The ring is one flat ``array('d')`` of ``4 * size`` numbers (slot ``k`` at
+    ``4 * k``), so that the compiled fold can write it in place; counts held as
+    doubles are exact up to 2**53. Not thread-safe by itself; the collector
+    writes to it under its fold lock.
     """
 
     __slots__ = ("ring", "size", "started")
@@ -51,23 +55,22 @@ class SlidingWindow:
             raise ConfigurationError(f"window must be a whole number of seconds >= 1, got {size!r}")
         self.size = size
         self.started = started
-        self.ring: list[list[float]] = [[-1, 0, 0, 0.0] for _ in range(size)]
+        self.ring = array("d", [-1.0, 0.0, 0.0, 0.0] * size)
 
     def add(self, at: float, seconds: float, error: bool) -> None:
         """Add one request that ended at time ``at`` and took ``seconds``."""
         sec = int(at)
-        slot = self.ring[sec % self.size]
-        if slot[0] != sec:
-            if slot[0] > sec:
+        ring = self.ring
+        base = (sec % self.size) * 4
+        if ring[base] != sec:
+            if ring[base] > sec:
                 return  # older than the window
-            slot[0] = sec
-            slot[1] = 0
-            slot[2] = 0
-            slot[3] = 0.0
-        slot[1] += 1
-        slot[3] += seconds
+            ring[base] = sec
+            ring[base + 1] = ring[base + 2] = ring[base + 3] = 0.0
+        ring[base + 1] += 1.0
+        ring[base + 3] += seconds
         if error:
-            slot[2] += 1
+            ring[base + 2] += 1.0
 
     def stats(self, now: float) -> WindowStats:
         """Totals over the ``size`` seconds up to ``now``.
@@ -79,10 +82,11 @@ class SlidingWindow:
         oldest = current - self.size + 1
         requests = errors = 0
         latency = 0.0
-        for sec, count, errs, lat in self.ring:
-            if oldest <= sec <= current:
-                requests += int(count)
-                errors += int(errs)
-                latency += lat
+        ring = self.ring
+        for base in range(0, len(ring), 4):
+            if oldest <= ring[base] <= current:
+                requests += int(ring[base + 1])
+                errors += int(ring[base + 2])
+                latency += ring[base + 3]
         span = float(min(self.size, max(now - self.started, 1.0)))
         return WindowStats(span, requests, errors, latency)

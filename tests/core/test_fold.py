@@ -1,0 +1,170 @@
+"""The compiled fold leaves every aggregate exactly as the reference Python fold does."""
+
+from __future__ import annotations
+
+import math
+import os
+from array import array
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventmon import MetricsCollector
+from eventmon.core import fold as fold_module
+from eventmon.core.fold import fold_python
+from servers import IN_CI
+
+try:
+    from eventmon.core._speedups import fold as compiled
+except ImportError:  # no C compiler at install time: CI insists on one, a laptop need not
+    compiled = None
+
+pytestmark = pytest.mark.skipif(
+    compiled is None and not IN_CI, reason="the C fold was not built (no compiler?)"
+)
+
+WINDOW = 5
+
+methods = st.sampled_from(["GET", "POST", "DELETE", "BREW"])  # BREW: an unknown method
+endpoints = st.sampled_from([f"/e/{i}" for i in range(8)] + ["/events/{event_id}"])
+statuses = st.sampled_from([200, 201, 404, 499, 500, 503])
+seconds = st.one_of(
+    st.floats(min_value=0.0, max_value=7200.0, allow_nan=False),
+    st.sampled_from([0.0, 1e-6, 3e-6, 0.0001, 0.005, 0.015, 0.05, 0.1, 0.5, 3600.0, 1e9]),
+    st.floats(min_value=-1.0, max_value=0.0),
+)
+# Steps between end times: mostly forward, sometimes far ahead (rotations, idle
+# windows), sometimes back (a late entry from another thread's journal).
+steps = st.one_of(
+    st.floats(min_value=0.0, max_value=0.7),
+    st.floats(min_value=3.0, max_value=25.0),
+    st.floats(min_value=-12.0, max_value=0.0),
+)
+entries = st.lists(st.tuples(methods, endpoints, statuses, seconds, steps), max_size=300)
+
+
+def _collector(fold: Any, max_label_sets: int) -> MetricsCollector:
+    c = MetricsCollector(
+        window=WINDOW, slow_hooks=(), max_label_sets=max_label_sets, clock=lambda: 1000.0
+    )
+    c._fold_batch = fold  # the same tables (arrays) serve both implementations
+    c._cuts = array("d", c._cuts)
+    c._slot_of = array("q", c._slot_of)
+    c._bucket_of = array("q", c._bucket_of)
+    return c
+
+
+def _state(c: MetricsCollector) -> dict[str, Any]:
+    return {
+        "series": {
+            k: (s.method, s.endpoint, s.status, s.sums[0], list(s.bucket_counts))
+            for k, s in c._series.items()
+        },
+        "hists": {e: (list(h.counts), list(h.groups)) for e, h in c._endpoint_hists.items()},
+        "recent": (list(c._recent.counts), list(c._recent.groups)),
+        "recent_prev": (list(c._recent_prev.counts), list(c._recent_prev.groups)),
+        "recent_until": c._recent_until,
+        "ring": list(c._window.ring),
+        "overflowed": (c._series_limit.overflowed, c._endpoint_limit.overflowed),
+    }
+
+
+def _batches(raw: list[tuple[str, str, int, float, float]]) -> list[list[tuple[Any, ...]]]:
+    end = 1000.0
+    batch = []
+    for method, endpoint, status, secs, step in raw:
+        end += step
+        batch.append((method, endpoint, status, secs, end))
+    # Two folds: the second starts from the state the first left.
+    half = len(batch) // 2
+    return [batch[:half], batch[half:]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=entries, cap=st.sampled_from([3, 1000]))
+def test_compiled_fold_matches_python(
+    raw: list[tuple[str, str, int, float, float]], cap: int
+) -> None:
+    ref = _collector(fold_python, cap)
+    fast = _collector(compiled, cap)
+    for batch in _batches(raw):
+        ref._fold(list(batch))
+        fast._fold(list(batch))
+    assert _state(fast) == _state(ref)
+    assert sum(s.count for s in fast._series.values()) == len(raw)
+
+
+def test_equal_labels_of_different_objects_share_a_series() -> None:
+    # Journals hold whatever strings the server made; equal is enough.
+    c = _collector(compiled, 1000)
+    a, b = "/events/{event_id}", "".join(["/events/", "{event_id}"])
+    assert a is not b
+    c._fold([("GET", a, 200, 0.01, 1000.1), ("GET", b, 200, 0.02, 1000.2)])
+    (s,) = c._series.values()
+    assert s.count == 2
+    assert math.isclose(s.sum, 0.03)
+
+
+def test_many_series_in_one_batch() -> None:
+    # More series than the C fold holds buffers for at once (it recycles them).
+    ref, fast = _collector(fold_python, 1000), _collector(compiled, 1000)
+    batch = [("GET", f"/e/{i % 70}", 200 + i % 3, i / 1e4, 1000.0 + i / 100) for i in range(2000)]
+    ref._fold(list(batch))
+    fast._fold(list(batch))
+    assert _state(fast) == _state(ref)
+    assert len(fast._series) == 210
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        (("GET", "/x", 200, 0.1), ValueError),  # four fields
+        (("GET", "/x", 200, "fast", 1000.0), TypeError),
+        (("GET", "/x", "200", 0.1, 1000.0), TypeError),
+        (("GET", "/x", 200, 0.1, math.inf), OverflowError),
+    ],
+)
+def test_bad_entries_raise_like_python(entry: tuple[Any, ...], error: type[Exception]) -> None:
+    for fold in (fold_python, compiled):
+        c = _collector(fold, 1000)
+        with pytest.raises(error):
+            c._fold([entry])
+
+
+def test_bad_tables_are_refused() -> None:
+    c = _collector(compiled, 1000)
+    args = [
+        [("GET", "/x", 200, 0.1, 1000.0)],
+        0,
+        c._series,
+        c._new_series,
+        c._cuts,
+        c._slot_of,
+        c._bucket_of,
+        c._recent,
+        c._recent_until,
+        c._window.ring,
+        c._window.size,
+    ]
+    with pytest.raises(TypeError):
+        compiled(*args[:4], list(c._cuts), *args[5:])
+    with pytest.raises(ValueError, match="sizes"):
+        compiled(*args[:5], array("q", c._slot_of[:-1]), *args[6:])
+    with pytest.raises(ValueError, match="start"):
+        compiled(args[0], -1, *args[2:])
+    assert c._series == {}  # nothing was folded
+
+
+def test_the_collector_uses_the_compiled_fold() -> None:
+    # Set EVENTMON_PURE_PYTHON to run the suite on the Python fold instead.
+    if os.environ.get("EVENTMON_PURE_PYTHON"):
+        assert fold_module.fold is fold_python
+    else:
+        assert fold_module.fold is compiled
+    assert MetricsCollector()._fold_batch is fold_module.fold
+
+
+def test_the_extension_was_built() -> None:
+    assert compiled is not None, "eventmon.core._speedups is missing: was gcc installed?"
