@@ -29,6 +29,7 @@ from typing import Any
 
 from eventmon._exceptions import ConfigurationError
 from eventmon.core import fold as _fold_module
+from eventmon.core._native import speedups
 from eventmon.core.counter import Counter
 from eventmon.core.histogram import DEFAULT_BUCKETS, HdrLayout, LatencyHistogram
 from eventmon.core.journal import Journals, ThreadJournal
@@ -153,7 +154,8 @@ class MetricsCollector:
                 raise ConfigurationError(f"quantiles must be between 0 and 1, got {q!r}")
         self.bounds = bounds
         self.quantiles = tuple(quantiles)
-        self.slow_threshold = float(slow_threshold)
+        self._slow_threshold = float(slow_threshold)
+        #: The clock every duration is read from; fixed at construction.
         self.clock = clock
         self.layout = HdrLayout(significant_digits=significant_digits)
         self.max_label_sets = max_label_sets
@@ -192,6 +194,21 @@ class MetricsCollector:
         hooks = [log_slow_request] if slow_hooks is None else list(slow_hooks)
         self._hooks = SlowRequestDispatcher(hooks, on_error=self.record_internal_error)
         self.started = time.time()
+        self._recorder: Any = None
+        if speedups is not None:
+            # The request path in C. A subclass that overrides a method keeps it.
+            self._recorder = speedups.Recorder(
+                self._journals.local,
+                self._journals.mine,
+                self._journals.drain_one,
+                self._on_slow,
+                clock,
+                self._slow_threshold,
+                journal_limit,
+            )
+            for name in ("begin", "end", "observe"):
+                if getattr(type(self), name) is getattr(MetricsCollector, name):
+                    vars(self)[name] = getattr(self._recorder, name)
         #: The worker aggregator when this collector's workers are merged
         #: (:mod:`eventmon.exporters.multiprocess`); ``None`` in single-process mode.
         self.multiprocess: Any = None
@@ -200,7 +217,24 @@ class MetricsCollector:
 
             enable(self)
 
+    @property
+    def slow_threshold(self) -> float:
+        """Seconds above which a request is slow (settable)."""
+        return self._slow_threshold
+
+    @slow_threshold.setter
+    def slow_threshold(self, seconds: float) -> None:
+        if not (isinstance(seconds, (int, float)) and seconds >= 0):
+            raise ConfigurationError(
+                f"slow_threshold must be a number of seconds >= 0, got {seconds!r}"
+            )
+        self._slow_threshold = float(seconds)
+        if self._recorder is not None:
+            self._recorder.slow_threshold = float(seconds)
+
     # ------------------------------------------------------------------ hot path
+    # With the C accelerator built, begin, end and observe are replaced per
+    # instance by eventmon.core._speedups.Recorder's; these are the reference.
 
     def observe(self, method: str, endpoint: str, status_code: int, seconds: float) -> None:
         """Record one finished request.
@@ -214,7 +248,7 @@ class MetricsCollector:
             journal = self._journals.mine()
         entries = journal.entries
         entries.append((method, endpoint, status_code, seconds, self.clock()))
-        if seconds > self.slow_threshold:
+        if seconds > self._slow_threshold:
             self._on_slow(method, endpoint, status_code, seconds)
         if len(entries) >= self._journal_limit:
             self._journals.drain_one(journal)
@@ -241,7 +275,7 @@ class MetricsCollector:
         token.finished += 1
         entries = token.entries
         entries.append((method, endpoint, status, seconds, end))
-        if seconds > self.slow_threshold:
+        if seconds > self._slow_threshold:
             self._on_slow(method, endpoint, status, seconds)
         if len(entries) >= self._journal_limit:
             self._journals.drain_one(token)

@@ -1,5 +1,5 @@
 /*
- * eventmon.core._speedups: the journal fold in C.
+ * eventmon.core._speedups: the journal fold and the request path in C.
  *
  * This is an optional accelerator. eventmon.core.fold.fold_python is the
  * reference: this function must leave every aggregate exactly as that one does
@@ -26,6 +26,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <math.h>
 #include <string.h>
 
@@ -368,6 +369,333 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------ journal
+ *
+ * Journal: one thread's journal, the C twin of eventmon.core.journal's
+ * ThreadJournal (same attributes: entries, started, finished, thread).
+ */
+
+static PyObject *current_thread = NULL;   /* threading.current_thread */
+static PyObject *str_journal = NULL;      /* "journal", interned */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *entries;      /* list of (method, endpoint, status, seconds, end) */
+    Py_ssize_t started;
+    Py_ssize_t finished;
+    PyObject *thread;
+} JournalObject;
+
+static PyTypeObject JournalType;
+
+static PyObject *
+journal_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwds != NULL && PyDict_GET_SIZE(kwds) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Journal() takes no arguments");
+        return NULL;
+    }
+    JournalObject *self = (JournalObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->entries = PyList_New(0);
+    self->thread = PyObject_CallNoArgs(current_thread);
+    if (self->entries == NULL || self->thread == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+journal_traverse(JournalObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->entries);
+    Py_VISIT(self->thread);
+    return 0;
+}
+
+static int
+journal_clear(JournalObject *self)
+{
+    Py_CLEAR(self->entries);
+    Py_CLEAR(self->thread);
+    return 0;
+}
+
+static void
+journal_dealloc(JournalObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    journal_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef journal_members[] = {
+    {"entries", T_OBJECT_EX, offsetof(JournalObject, entries), READONLY, NULL},
+    {"started", T_PYSSIZET, offsetof(JournalObject, started), 0, NULL},
+    {"finished", T_PYSSIZET, offsetof(JournalObject, finished), 0, NULL},
+    {"thread", T_OBJECT_EX, offsetof(JournalObject, thread), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject JournalType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "eventmon.core._speedups.Journal",
+    .tp_doc = "The current thread's entries plus its in-flight counters.",
+    .tp_basicsize = sizeof(JournalObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = journal_new,
+    .tp_traverse = (traverseproc)journal_traverse,
+    .tp_clear = (inquiry)journal_clear,
+    .tp_dealloc = (destructor)journal_dealloc,
+    .tp_members = journal_members,
+};
+
+/* ----------------------------------------------------------------- recorder
+ *
+ * Recorder: the request path of MetricsCollector (begin, end, observe), the C
+ * twin of the Python methods, which stay the reference. It holds the
+ * collector's thread-local, the callables it falls back on, and two settings.
+ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *local;    /* threading.local whose .journal is this thread's Journal */
+    PyObject *mine;     /* () -> Journal, creates and registers one */
+    PyObject *drain;    /* (journal) -> None, folds a full journal */
+    PyObject *on_slow;  /* (method, endpoint, status, seconds) -> None */
+    PyObject *clock;    /* () -> float */
+    double slow_threshold;
+    Py_ssize_t limit;
+} RecorderObject;
+
+static PyObject *
+recorder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *local, *mine, *drain, *on_slow, *clock;
+    double slow_threshold;
+    Py_ssize_t limit;
+    static char *kwlist[] = {"local", "mine", "drain", "on_slow", "clock",
+                             "slow_threshold", "limit", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOdn:Recorder", kwlist, &local, &mine,
+                                     &drain, &on_slow, &clock, &slow_threshold, &limit))
+        return NULL;
+    if (!PyCallable_Check(mine) || !PyCallable_Check(drain) || !PyCallable_Check(on_slow)
+        || !PyCallable_Check(clock)) {
+        PyErr_SetString(PyExc_TypeError, "Recorder: mine, drain, on_slow and clock must be callable");
+        return NULL;
+    }
+    if (limit < 1) {
+        PyErr_SetString(PyExc_ValueError, "Recorder: limit must be >= 1");
+        return NULL;
+    }
+    RecorderObject *self = (RecorderObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->local = Py_NewRef(local);
+    self->mine = Py_NewRef(mine);
+    self->drain = Py_NewRef(drain);
+    self->on_slow = Py_NewRef(on_slow);
+    self->clock = Py_NewRef(clock);
+    self->slow_threshold = slow_threshold;
+    self->limit = limit;
+    return (PyObject *)self;
+}
+
+static int
+recorder_traverse(RecorderObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->local);
+    Py_VISIT(self->mine);
+    Py_VISIT(self->drain);
+    Py_VISIT(self->on_slow);
+    Py_VISIT(self->clock);
+    return 0;
+}
+
+static int
+recorder_clear(RecorderObject *self)
+{
+    Py_CLEAR(self->local);
+    Py_CLEAR(self->mine);
+    Py_CLEAR(self->drain);
+    Py_CLEAR(self->on_slow);
+    Py_CLEAR(self->clock);
+    return 0;
+}
+
+static void
+recorder_dealloc(RecorderObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    recorder_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* This thread's journal (a new reference), created on first use. */
+static JournalObject *
+my_journal(RecorderObject *self)
+{
+    PyObject *j = PyObject_GetAttr(self->local, str_journal);
+    if (j == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();
+        j = PyObject_CallNoArgs(self->mine);
+        if (j == NULL)
+            return NULL;
+    }
+    if (!Py_IS_TYPE(j, &JournalType)) {
+        PyErr_Format(PyExc_TypeError, "eventmon: expected a Journal, got %.100s",
+                     Py_TYPE(j)->tp_name);
+        Py_DECREF(j);
+        return NULL;
+    }
+    return (JournalObject *)j;
+}
+
+/* Append an entry, then run the slow hook and the drain as the Python path does.
+ * Steals nothing; returns 0 or -1 with an exception set. */
+static int
+record(RecorderObject *self, JournalObject *journal, PyObject *method, PyObject *endpoint,
+       PyObject *status, PyObject *seconds_obj, double seconds, PyObject *end_obj)
+{
+    PyObject *entry = PyTuple_New(5);
+    if (entry == NULL)
+        return -1;
+    PyTuple_SET_ITEM(entry, 0, Py_NewRef(method));
+    PyTuple_SET_ITEM(entry, 1, Py_NewRef(endpoint));
+    PyTuple_SET_ITEM(entry, 2, Py_NewRef(status));
+    PyTuple_SET_ITEM(entry, 3, Py_NewRef(seconds_obj));
+    PyTuple_SET_ITEM(entry, 4, Py_NewRef(end_obj));
+    int rc = PyList_Append(journal->entries, entry);
+    Py_DECREF(entry);
+    if (rc < 0)
+        return -1;
+    if (seconds > self->slow_threshold) {
+        PyObject *r = PyObject_CallFunctionObjArgs(self->on_slow, method, endpoint, status,
+                                                   seconds_obj, NULL);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    if (PyList_GET_SIZE(journal->entries) >= self->limit) {
+        PyObject *r = PyObject_CallOneArg(self->drain, (PyObject *)journal);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+static PyObject *
+recorder_begin(RecorderObject *self, PyObject *Py_UNUSED(ignored))
+{
+    JournalObject *j = my_journal(self);
+    if (j == NULL)
+        return NULL;
+    j->started++;
+    return (PyObject *)j;
+}
+
+/* end(token, method, endpoint, status, start) */
+static PyObject *
+recorder_end(RecorderObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "end() takes exactly 5 arguments");
+        return NULL;
+    }
+    if (!Py_IS_TYPE(args[0], &JournalType)) {
+        PyErr_SetString(PyExc_TypeError, "end(): the token must come from begin()");
+        return NULL;
+    }
+    JournalObject *token = (JournalObject *)args[0];
+    double start = PyFloat_AsDouble(args[4]);
+    if (start == -1.0 && PyErr_Occurred())
+        return NULL;
+    PyObject *end_obj = PyObject_CallNoArgs(self->clock);
+    if (end_obj == NULL)
+        return NULL;
+    double end = PyFloat_AsDouble(end_obj);
+    if (end == -1.0 && PyErr_Occurred()) {
+        Py_DECREF(end_obj);
+        return NULL;
+    }
+    double seconds = end - start;
+    PyObject *seconds_obj = PyFloat_FromDouble(seconds);
+    if (seconds_obj == NULL) {
+        Py_DECREF(end_obj);
+        return NULL;
+    }
+    token->finished++;
+    int rc = record(self, token, args[1], args[2], args[3], seconds_obj, seconds, end_obj);
+    Py_DECREF(seconds_obj);
+    Py_DECREF(end_obj);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* observe(method, endpoint, status_code, seconds) */
+static PyObject *
+recorder_observe(RecorderObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "observe() takes exactly 4 arguments");
+        return NULL;
+    }
+    double seconds = PyFloat_AsDouble(args[3]);
+    if (seconds == -1.0 && PyErr_Occurred())
+        return NULL;
+    JournalObject *j = my_journal(self);
+    if (j == NULL)
+        return NULL;
+    PyObject *end_obj = PyObject_CallNoArgs(self->clock);
+    int rc = -1;
+    if (end_obj != NULL) {
+        rc = record(self, j, args[0], args[1], args[2], args[3], seconds, end_obj);
+        Py_DECREF(end_obj);
+    }
+    Py_DECREF(j);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef recorder_methods[] = {
+    {"begin", (PyCFunction)recorder_begin, METH_NOARGS,
+     "Count a request as in progress; returns the token to pass to end()."},
+    {"end", (PyCFunction)(void (*)(void))recorder_end, METH_FASTCALL,
+     "end(token, method, endpoint, status, start): record the request begun with token."},
+    {"observe", (PyCFunction)(void (*)(void))recorder_observe, METH_FASTCALL,
+     "observe(method, endpoint, status_code, seconds): record one finished request."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef recorder_members[] = {
+    {"slow_threshold", T_DOUBLE, offsetof(RecorderObject, slow_threshold), 0, NULL},
+    {"limit", T_PYSSIZET, offsetof(RecorderObject, limit), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject RecorderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "eventmon.core._speedups.Recorder",
+    .tp_doc = "The request path of a MetricsCollector: begin, end and observe.",
+    .tp_basicsize = sizeof(RecorderObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = recorder_new,
+    .tp_traverse = (traverseproc)recorder_traverse,
+    .tp_clear = (inquiry)recorder_clear,
+    .tp_dealloc = (destructor)recorder_dealloc,
+    .tp_methods = recorder_methods,
+    .tp_members = recorder_members,
+};
+
+/* ------------------------------------------------------------------- module */
+
 static PyMethodDef methods[] = {
     {"fold", (PyCFunction)(void (*)(void))fold, METH_FASTCALL,
      "Fold journal entries into the aggregates (see eventmon.core.fold)."},
@@ -377,7 +705,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     .m_base = PyModuleDef_HEAD_INIT,
     .m_name = "eventmon.core._speedups",
-    .m_doc = "The journal fold in C; eventmon.core.fold.fold_python is the reference.",
+    .m_doc = "eventmon's request path and journal fold in C; the Python code is the reference.",
     .m_size = -1,
     .m_methods = methods,
 };
@@ -385,5 +713,29 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&module);
+    if (PyType_Ready(&JournalType) < 0 || PyType_Ready(&RecorderType) < 0)
+        return NULL;
+    if (current_thread == NULL) {
+        PyObject *threading = PyImport_ImportModule("threading");
+        if (threading == NULL)
+            return NULL;
+        current_thread = PyObject_GetAttrString(threading, "current_thread");
+        Py_DECREF(threading);
+        if (current_thread == NULL)
+            return NULL;
+    }
+    if (str_journal == NULL) {
+        str_journal = PyUnicode_InternFromString("journal");
+        if (str_journal == NULL)
+            return NULL;
+    }
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Journal", (PyObject *)&JournalType) < 0
+        || PyModule_AddObjectRef(m, "Recorder", (PyObject *)&RecorderType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -15,3 +15,28 @@ def fold(
     size: int,
     /,
 ) -> int: ...
+
+class Journal:
+    entries: list[tuple[Any, ...]]
+    started: int
+    finished: int
+    thread: Any
+
+class Recorder:
+    slow_threshold: float
+    limit: int
+    def __init__(
+        self,
+        local: Any,
+        mine: Callable[[], Journal],
+        drain: Callable[[Journal], None],
+        on_slow: Callable[[str, str, int, float], None],
+        clock: Callable[[], float],
+        slow_threshold: float,
+        limit: int,
+    ) -> None: ...
+    def begin(self) -> Journal: ...
+    def end(
+        self, token: Journal, method: str, endpoint: str, status: int, start: float, /
+    ) -> None: ...
+    def observe(self, method: str, endpoint: str, status_code: int, seconds: float, /) -> None: ...

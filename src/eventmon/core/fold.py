@@ -22,10 +22,11 @@ after ``recent_until`` so that the caller can rotate the recent histogram.
 
 from __future__ import annotations
 
-import os
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+
+from eventmon.core._native import speedups
 
 __all__ = ["COMPILED", "FoldFunction", "fold", "fold_python"]
 
@@ -113,12 +114,9 @@ def fold_python(  # noqa: PLR0917 - positional, like the C function
 
 
 def _select() -> tuple[FoldFunction, bool]:
-    if os.environ.get("EVENTMON_PURE_PYTHON"):
+    if speedups is None:
         return fold_python, False
-    try:
-        from eventmon.core._speedups import fold as compiled
-    except ImportError:
-        return fold_python, False
+    compiled: FoldFunction = speedups.fold
     return compiled, True
 
 

@@ -19,23 +19,33 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from eventmon.core._native import speedups
 
 __all__ = ["Journals", "ThreadJournal"]
 
 Entry = tuple[Any, ...]
 
 
-class ThreadJournal:
-    """The current thread's entries plus its in-flight counters."""
+if TYPE_CHECKING or speedups is None:
 
-    __slots__ = ("entries", "finished", "started", "thread")
+    class ThreadJournal:
+        """The current thread's entries plus its in-flight counters.
 
-    def __init__(self) -> None:
-        self.entries: list[Entry] = []
-        self.started = 0
-        self.finished = 0
-        self.thread = threading.current_thread()
+        ``eventmon.core._speedups.Journal`` is the same in C, used when built.
+        """
+
+        __slots__ = ("entries", "finished", "started", "thread")
+
+        def __init__(self) -> None:
+            self.entries: list[Entry] = []
+            self.started = 0
+            self.finished = 0
+            self.thread = threading.current_thread()
+
+else:
+    ThreadJournal = speedups.Journal
 
 
 class Journals:

@@ -1,0 +1,27 @@
+"""The optional C accelerator, ``eventmon.core._speedups``, or ``None``.
+
+Built at install time when a C compiler is present (``setup.py``). Setting the
+environment variable ``EVENTMON_PURE_PYTHON`` to a non-empty value before
+eventmon is imported runs the pure-Python reference code instead; the two are
+tested against each other (``tests/core/test_fold.py``, ``tests/core/test_recorder.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+__all__ = ["speedups"]
+
+
+def _load() -> ModuleType | None:
+    if os.environ.get("EVENTMON_PURE_PYTHON"):
+        return None
+    try:
+        from eventmon.core import _speedups
+    except ImportError:
+        return None
+    return _speedups
+
+
+speedups = _load()
