@@ -26,6 +26,7 @@ from typing import Any
 from eventmon._adapter import AdapterOptions, metrics_response, resolve_dashboard
 from eventmon._exceptions import ConfigurationError
 from eventmon.collector import MetricsCollector, default_collector
+from eventmon.core._native import speedups
 from eventmon.core.registry import UNMATCHED
 from eventmon.types import StartResponse, WSGIApp, WSGIEnviron
 
@@ -113,12 +114,16 @@ class EventmonMiddleware:
         except Exception:
             collector.internal_error("wsgi.begin")
             return self.app(environ, start_response)
-        response = _new(_Response)
-        response.mw = self
-        response.environ = environ
-        response._start_response = start_response
-        response.token = token
-        response.start = collector.clock()
+        response: Any
+        if _native_response is not None:  # the same object in C, when built
+            response = _native_response(self, environ, start_response, token, collector.clock())
+        else:
+            response = _new(_Response)
+            response.mw = self
+            response.environ = environ
+            response._start_response = start_response
+            response.token = token
+            response.start = collector.clock()
         try:
             body = self.app(environ, response.start_response)
         except BaseException:
@@ -127,7 +132,8 @@ class EventmonMiddleware:
         response.body = body
         if body.__class__ is environ.get("wsgi.file_wrapper"):
             return _keep_file_wrapper(response, body)
-        return response
+        iterable: Iterable[bytes] = response
+        return iterable
 
     def _special(self, path: str) -> WSGIApp | None:
         """What serves ``path`` if it is not an instrumented request of the app."""
@@ -173,6 +179,9 @@ def _status_code(status: str) -> int:
 
 class _Response:
     """One request's state; also the response iterable handed to the server.
+
+    ``eventmon.core._speedups.WSGIResponse`` is the same in C, used when built;
+    this class is the reference (``tests/adapters`` run on both).
 
     Slots left unset mean defaults, so the common path stores less: ``code``
     unset is 500 (start_response never called), ``exhausted`` unset means the
@@ -283,3 +292,17 @@ def _keep_file_wrapper(response: _Response, body: Any) -> Iterable[bytes]:
 
 
 _new = object.__new__
+
+
+def _report_fault(mw: EventmonMiddleware, exc: BaseException) -> None:
+    """Log and count a fault the C response caught while recording a request."""
+    try:
+        raise exc
+    except Exception:
+        mw.collector.internal_error("wsgi.observe")
+
+
+_native_response: Callable[..., Any] | None = None
+if speedups is not None:
+    speedups.configure_wsgi(_CODES, _status_code, _report_fault, ENDPOINT_KEY, UNMATCHED)
+    _native_response = speedups.wsgi_response

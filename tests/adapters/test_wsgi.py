@@ -170,3 +170,58 @@ def test_metrics_head_and_content_length(collector: MetricsCollector) -> None:
 def test_configuration_mistakes_fail_at_once(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         EventmonMiddleware(lambda e, s: [], **kwargs)
+
+
+def test_a_fault_while_recording_is_logged_and_counted(
+    collector: MetricsCollector, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def app(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("201 Created", [])
+        return [b"made"]
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("eventmon bug in end")
+
+    monkeypatch.setattr(collector, "end", broken)
+    mw = EventmonMiddleware(app, collector=collector)
+    for env in (environ(), {"PATH_INFO": "/no-method"}):  # the second lacks REQUEST_METHOD
+        body = mw(env, lambda *a: None)
+        assert list(body) == [b"made"]
+        body.close()  # type: ignore[attr-defined]  # does not raise into the server
+    assert collector.internal_errors() == {"wsgi.observe": 2}
+    logged = [r for r in caplog.records if "wsgi.observe" in r.getMessage()]
+    assert logged
+    assert logged[0].exc_info is not None
+    assert "eventmon bug in end" in str(logged[0].exc_info[1])
+
+
+def test_status_line_that_is_not_a_string(collector: MetricsCollector) -> None:
+    def app(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response(["not", "hashable"], [])
+        return [b""]
+
+    body = EventmonMiddleware(app, collector=collector)(environ(), lambda *a: None)
+    list(body)
+    body.close()  # type: ignore[attr-defined]
+    assert counts(collector) == {("GET", UNMATCHED, "500"): 1}
+
+
+def test_start_response_passes_exc_info_and_returns_the_servers_write(
+    collector: MetricsCollector,
+) -> None:
+    seen: list[Any] = []
+
+    def server_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        seen.append((status, exc_info))
+        return seen.append
+
+    def app(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        write = start_response("503 Busy", [("Retry-After", "1")], exc_info=None)
+        write(b"early")
+        return []
+
+    body = EventmonMiddleware(app, collector=collector)(environ(), server_start_response)
+    list(body)
+    body.close()  # type: ignore[attr-defined]
+    assert seen == [("503 Busy", None), b"early"]
+    assert counts(collector) == {("GET", UNMATCHED, "503"): 1}

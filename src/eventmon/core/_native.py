@@ -9,6 +9,7 @@ tested against each other (``tests/core/test_fold.py``, ``tests/core/test_record
 from __future__ import annotations
 
 import os
+import sysconfig
 from types import ModuleType
 
 __all__ = ["speedups"]
@@ -16,6 +17,10 @@ __all__ = ["speedups"]
 
 def _load() -> ModuleType | None:
     if os.environ.get("EVENTMON_PURE_PYTHON"):
+        return None
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        # Free-threaded CPython: the C code relies on the GIL, and importing it would
+        # turn the GIL back on for the whole process. The Python code needs neither.
         return None
     try:
         from eventmon.core import _speedups

@@ -1,5 +1,6 @@
 /*
- * eventmon.core._speedups: the journal fold and the request path in C.
+ * eventmon.core._speedups: the journal fold and the request path in C
+ * (the collector's begin/end/observe, and the WSGI middleware's response).
  *
  * This is an optional accelerator. eventmon.core.fold.fold_python is the
  * reference: this function must leave every aggregate exactly as that one does
@@ -29,6 +30,39 @@
 #include <structmember.h>
 #include <math.h>
 #include <string.h>
+
+/* PyErr_GetRaisedException arrived in 3.12; the same on older versions. */
+static PyObject *
+PyErr_GetRaisedException_compat(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL)
+        return NULL;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+static void
+PyErr_SetRaisedException_compat(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    if (exc == NULL)
+        return;
+    PyObject *tb = PyException_GetTraceback(exc);
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
+#endif
+}
 
 #define GROUP_SHIFT 5   /* LatencyHistogram.GROUP_SHIFT */
 #define MAX_CACHED 32   /* series whose buffers are held at once */
@@ -694,11 +728,359 @@ static PyTypeObject RecorderType = {
     .tp_members = recorder_members,
 };
 
+/* -------------------------------------------------------------- wsgi response
+ *
+ * WSGIResponse: one request's state in eventmon.wsgi.EventmonMiddleware, and the
+ * response iterable handed to the server. The C twin of eventmon.wsgi._Response
+ * (the reference): it captures the status in start_response, notes when the
+ * body was iterated to its end, and records the request once, at close(), as
+ * the status, 500 (an exception) or 499 (the server stopped early).
+ *
+ * configure_wsgi(codes, status_code, report, endpoint_key, unmatched) hands it
+ * the Python pieces it shares with the reference: the status-line cache and its
+ * parser, the reporter of internal faults, and two constants.
+ */
+
+static PyObject *wsgi_codes = NULL;        /* dict: status line -> int */
+static PyObject *wsgi_status_code = NULL;  /* (status line) -> int, fills wsgi_codes */
+static PyObject *wsgi_report = NULL;       /* (middleware, exception) -> None */
+static PyObject *wsgi_endpoint_key = NULL; /* "eventmon.endpoint" */
+static PyObject *wsgi_unmatched = NULL;    /* "__unmatched__" */
+static PyObject *str_collector = NULL, *str_end = NULL, *str_endpoint_resolver = NULL;
+static PyObject *str_request_method = NULL, *str_close = NULL;
+
+#define CLIENT_CLOSED 499
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *mw;              /* the middleware */
+    PyObject *environ;
+    PyObject *start_response;  /* the server's */
+    PyObject *token;           /* from collector.begin(); NULL once recorded */
+    PyObject *start;           /* clock() at entry */
+    PyObject *body;            /* the app's iterable; NULL until set */
+    PyObject *iterator;        /* iter(body), once iteration starts */
+    long code;                 /* -1: start_response not called (recorded as 500) */
+    char exhausted;            /* the body was iterated to its end */
+} WSGIResponseObject;
+
+static PyTypeObject WSGIResponseType;
+
+static int
+wsgi_traverse(WSGIResponseObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->mw);
+    Py_VISIT(self->environ);
+    Py_VISIT(self->start_response);
+    Py_VISIT(self->token);
+    Py_VISIT(self->start);
+    Py_VISIT(self->body);
+    Py_VISIT(self->iterator);
+    return 0;
+}
+
+static int
+wsgi_clear(WSGIResponseObject *self)
+{
+    Py_CLEAR(self->mw);
+    Py_CLEAR(self->environ);
+    Py_CLEAR(self->start_response);
+    Py_CLEAR(self->token);
+    Py_CLEAR(self->start);
+    Py_CLEAR(self->body);
+    Py_CLEAR(self->iterator);
+    return 0;
+}
+
+static void
+wsgi_dealloc(WSGIResponseObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    wsgi_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* wsgi_response(mw, environ, start_response, token, start) */
+static PyObject *
+wsgi_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "wsgi_response() takes exactly 5 arguments");
+        return NULL;
+    }
+    if (wsgi_codes == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "wsgi_response(): configure_wsgi() was not called");
+        return NULL;
+    }
+    WSGIResponseObject *self = PyObject_GC_New(WSGIResponseObject, &WSGIResponseType);
+    if (self == NULL)
+        return NULL;
+    self->mw = Py_NewRef(args[0]);
+    self->environ = Py_NewRef(args[1]);
+    self->start_response = Py_NewRef(args[2]);
+    self->token = Py_NewRef(args[3]);
+    self->start = Py_NewRef(args[4]);
+    self->body = NULL;
+    self->iterator = NULL;
+    self->code = -1;
+    self->exhausted = 0;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+/* Hand an internal fault (the current exception, an Exception) to the reporter. */
+static int
+report_fault(WSGIResponseObject *self)
+{
+    PyObject *exc = PyErr_GetRaisedException_compat();
+    if (exc == NULL)
+        return 0;
+    PyObject *r = PyObject_CallFunctionObjArgs(wsgi_report, self->mw, exc, NULL);
+    Py_DECREF(exc);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Record the request once with `status`; a fault in eventmon is reported, not raised. */
+static int
+wsgi_record(WSGIResponseObject *self, long status)
+{
+    PyObject *token = self->token;
+    if (token == NULL)
+        return 0;
+    self->token = NULL;  /* owned reference moves to `token` */
+    PyObject *endpoint = NULL, *method = NULL, *collector = NULL, *end = NULL;
+    PyObject *status_obj = NULL, *r = NULL;
+    int rc = -1;
+
+    if (PyDict_Check(self->environ)) {
+        endpoint = PyDict_GetItemWithError(self->environ, wsgi_endpoint_key);
+        Py_XINCREF(endpoint);
+        if (endpoint == NULL && PyErr_Occurred())
+            goto fail;
+    } else {
+        endpoint = PyObject_CallMethod(self->environ, "get", "O", wsgi_endpoint_key);
+        if (endpoint == NULL)
+            goto fail;
+    }
+    int truthy = endpoint == NULL ? 0 : PyObject_IsTrue(endpoint);
+    if (truthy < 0)
+        goto fail;
+    if (!truthy) {
+        Py_CLEAR(endpoint);
+        PyObject *resolve = PyObject_GetAttr(self->mw, str_endpoint_resolver);
+        if (resolve == NULL)
+            goto fail;
+        if (resolve != Py_None) {
+            endpoint = PyObject_CallOneArg(resolve, self->environ);
+            Py_DECREF(resolve);
+            if (endpoint == NULL)
+                goto fail;
+            truthy = PyObject_IsTrue(endpoint);
+            if (truthy < 0)
+                goto fail;
+            if (!truthy)
+                Py_CLEAR(endpoint);
+        } else {
+            Py_DECREF(resolve);
+        }
+        if (endpoint == NULL)
+            endpoint = Py_NewRef(wsgi_unmatched);
+    }
+    method = PyObject_GetItem(self->environ, str_request_method);
+    if (method == NULL)
+        goto fail;
+    collector = PyObject_GetAttr(self->mw, str_collector);
+    if (collector == NULL)
+        goto fail;
+    end = PyObject_GetAttr(collector, str_end);
+    if (end == NULL)
+        goto fail;
+    status_obj = PyLong_FromLong(status);
+    if (status_obj == NULL)
+        goto fail;
+    PyObject *call_args[5] = {token, method, endpoint, status_obj, self->start};
+    r = PyObject_Vectorcall(end, call_args, 5, NULL);
+    if (r == NULL)
+        goto fail;
+    rc = 0;
+    goto done;
+fail:
+    /* Like `except Exception:` in the reference: report it; anything else propagates. */
+    if (PyErr_ExceptionMatches(PyExc_Exception))
+        rc = report_fault(self);
+done:
+    Py_DECREF(token);
+    Py_XDECREF(endpoint);
+    Py_XDECREF(method);
+    Py_XDECREF(collector);
+    Py_XDECREF(end);
+    Py_XDECREF(status_obj);
+    Py_XDECREF(r);
+    return rc;
+}
+
+/* Record 500 while an exception is on its way out, keeping that exception. */
+static void
+wsgi_record_error(WSGIResponseObject *self)
+{
+    PyObject *exc = PyErr_GetRaisedException_compat();
+    if (wsgi_record(self, 500) < 0) {
+        /* A non-Exception from eventmon itself: the app's exception still wins. */
+        PyErr_Clear();
+    }
+    PyErr_SetRaisedException_compat(exc);
+}
+
+static PyObject *
+wsgi_start_response(WSGIResponseObject *self, PyObject *const *args, Py_ssize_t nargs,
+                    PyObject *kwnames)
+{
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "start_response() needs a status and headers");
+        return NULL;
+    }
+    PyObject *status = args[0];
+    PyObject *code = PyDict_GetItemWithError(wsgi_codes, status);  /* borrowed */
+    if (code == NULL) {
+        if (PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_TypeError))  /* unhashable: parse it */
+                return NULL;
+            PyErr_Clear();
+        }
+        PyObject *parsed = PyObject_CallOneArg(wsgi_status_code, status);
+        if (parsed == NULL)
+            return NULL;
+        self->code = PyLong_AsLong(parsed);
+        Py_DECREF(parsed);
+        if (self->code == -1 && PyErr_Occurred())
+            return NULL;
+    } else {
+        self->code = PyLong_AsLong(code);
+        if (self->code == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    return PyObject_Vectorcall(self->start_response, args, nargs, kwnames);
+}
+
+static PyObject *
+wsgi_iternext(WSGIResponseObject *self)
+{
+    if (self->iterator == NULL) {
+        if (self->body == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "eventmon: the response has no body yet");
+            return NULL;
+        }
+        self->iterator = PyObject_GetIter(self->body);
+        if (self->iterator == NULL) {
+            wsgi_record_error(self);
+            return NULL;
+        }
+    }
+    PyObject *item = PyIter_Next(self->iterator);
+    if (item == NULL) {
+        if (PyErr_Occurred())
+            wsgi_record_error(self);
+        else
+            self->exhausted = 1;
+    }
+    return item;
+}
+
+static PyObject *
+wsgi_close(WSGIResponseObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->body != NULL) {
+        PyObject *close = PyObject_GetAttr(self->body, str_close);
+        if (close == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                return NULL;
+            PyErr_Clear();
+        } else {
+            PyObject *r = PyObject_CallNoArgs(close);
+            Py_DECREF(close);
+            if (r == NULL) {
+                wsgi_record_error(self);
+                return NULL;
+            }
+            Py_DECREF(r);
+        }
+    }
+    long status = !self->exhausted ? CLIENT_CLOSED : (self->code < 0 ? 500 : self->code);
+    if (wsgi_record(self, status) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+wsgi_finish(WSGIResponseObject *self, PyObject *arg)
+{
+    long status = PyLong_AsLong(arg);
+    if (status == -1 && PyErr_Occurred())
+        return NULL;
+    if (wsgi_record(self, status) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+configure_wsgi(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyDict_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "configure_wsgi(codes: dict, status_code, report, endpoint_key, unmatched)");
+        return NULL;
+    }
+    Py_XSETREF(wsgi_codes, Py_NewRef(args[0]));
+    Py_XSETREF(wsgi_status_code, Py_NewRef(args[1]));
+    Py_XSETREF(wsgi_report, Py_NewRef(args[2]));
+    Py_XSETREF(wsgi_endpoint_key, Py_NewRef(args[3]));
+    Py_XSETREF(wsgi_unmatched, Py_NewRef(args[4]));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef wsgi_methods[] = {
+    {"start_response", (PyCFunction)(void (*)(void))wsgi_start_response,
+     METH_FASTCALL | METH_KEYWORDS, "The start_response handed to the application."},
+    {"close", (PyCFunction)wsgi_close, METH_NOARGS,
+     "Close the body, then record the request (the server calls this once)."},
+    {"finish", (PyCFunction)wsgi_finish, METH_O, "Record the request now with this status."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef wsgi_members[] = {
+    {"body", T_OBJECT, offsetof(WSGIResponseObject, body), 0, NULL},
+    {"exhausted", T_BOOL, offsetof(WSGIResponseObject, exhausted), 0, NULL},
+    {"token", T_OBJECT, offsetof(WSGIResponseObject, token), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject WSGIResponseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "eventmon.core._speedups.WSGIResponse",
+    .tp_doc = "One WSGI request's state, and the response iterable the server gets.",
+    .tp_basicsize = sizeof(WSGIResponseObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)wsgi_traverse,
+    .tp_clear = (inquiry)wsgi_clear,
+    .tp_dealloc = (destructor)wsgi_dealloc,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)wsgi_iternext,
+    .tp_methods = wsgi_methods,
+    .tp_members = wsgi_members,
+};
+
 /* ------------------------------------------------------------------- module */
 
 static PyMethodDef methods[] = {
     {"fold", (PyCFunction)(void (*)(void))fold, METH_FASTCALL,
      "Fold journal entries into the aggregates (see eventmon.core.fold)."},
+    {"wsgi_response", (PyCFunction)(void (*)(void))wsgi_response, METH_FASTCALL,
+     "wsgi_response(middleware, environ, start_response, token, start) -> WSGIResponse"},
+    {"configure_wsgi", (PyCFunction)(void (*)(void))configure_wsgi, METH_FASTCALL,
+     "configure_wsgi(codes, status_code, report, endpoint_key, unmatched)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -713,7 +1095,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&JournalType) < 0 || PyType_Ready(&RecorderType) < 0)
+    if (PyType_Ready(&JournalType) < 0 || PyType_Ready(&RecorderType) < 0
+        || PyType_Ready(&WSGIResponseType) < 0)
         return NULL;
     if (current_thread == NULL) {
         PyObject *threading = PyImport_ImportModule("threading");
@@ -726,14 +1109,21 @@ PyInit__speedups(void)
     }
     if (str_journal == NULL) {
         str_journal = PyUnicode_InternFromString("journal");
-        if (str_journal == NULL)
+        str_collector = PyUnicode_InternFromString("collector");
+        str_end = PyUnicode_InternFromString("end");
+        str_endpoint_resolver = PyUnicode_InternFromString("endpoint_resolver");
+        str_request_method = PyUnicode_InternFromString("REQUEST_METHOD");
+        str_close = PyUnicode_InternFromString("close");
+        if (str_journal == NULL || str_collector == NULL || str_end == NULL
+            || str_endpoint_resolver == NULL || str_request_method == NULL || str_close == NULL)
             return NULL;
     }
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Journal", (PyObject *)&JournalType) < 0
-        || PyModule_AddObjectRef(m, "Recorder", (PyObject *)&RecorderType) < 0) {
+        || PyModule_AddObjectRef(m, "Recorder", (PyObject *)&RecorderType) < 0
+        || PyModule_AddObjectRef(m, "WSGIResponse", (PyObject *)&WSGIResponseType) < 0) {
         Py_DECREF(m);
         return NULL;
     }
