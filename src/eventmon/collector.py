@@ -242,13 +242,16 @@ class MetricsCollector:
         ``endpoint`` should be a route template (``/events/{event_id}``), never a
         raw path; ``seconds`` is the full duration including the response body.
         """
+        if not isinstance(status_code, int):
+            raise TypeError(f"status_code must be an int, got {status_code!r}")
+        slow = seconds > self._slow_threshold  # also refuses a non-number before recording it
         try:
             journal = self._journals.local.journal
         except AttributeError:
             journal = self._journals.mine()
         entries = journal.entries
         entries.append((method, endpoint, status_code, seconds, self.clock()))
-        if seconds > self._slow_threshold:
+        if slow:
             self._on_slow(method, endpoint, status_code, seconds)
         if len(entries) >= self._journal_limit:
             self._journals.drain_one(journal)
@@ -270,6 +273,8 @@ class MetricsCollector:
         self, token: ThreadJournal, method: str, endpoint: str, status: int, start: float
     ) -> None:
         """Record the request begun with ``token`` at ``start`` (``clock()`` time)."""
+        if not isinstance(status, int):
+            raise TypeError(f"status must be an int, got {status!r}")
         end = self.clock()
         seconds = end - start
         token.finished += 1

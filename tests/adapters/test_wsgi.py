@@ -225,3 +225,79 @@ def test_start_response_passes_exc_info_and_returns_the_servers_write(
     body.close()  # type: ignore[attr-defined]
     assert seen == [("503 Busy", None), b"early"]
     assert counts(collector) == {("GET", UNMATCHED, "503"): 1}
+
+
+def test_a_body_whose_close_is_none(collector: MetricsCollector) -> None:
+    class Body(list[bytes]):
+        close = None
+
+    def app(env: dict[str, Any], start_response: Any) -> Body:
+        start_response("200 OK", [])
+        return Body([b"ok"])
+
+    body = EventmonMiddleware(app, collector=collector)(environ(), lambda *a: None)
+    assert list(body) == [b"ok"]
+    body.close()  # type: ignore[attr-defined]
+    assert counts(collector) == {("GET", UNMATCHED, "200"): 1}
+
+
+def test_start_response_by_keyword_reaches_the_server_positionally(
+    collector: MetricsCollector,
+) -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    def app(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response(status="201 Created", headers=[])
+        return [b""]
+
+    mw = EventmonMiddleware(app, collector=collector)
+    body = mw(environ(), lambda *a: seen.append(a))  # a server that takes no keywords
+    list(body)
+    body.close()  # type: ignore[attr-defined]
+    assert seen == [("201 Created", [], None)]
+    assert counts(collector) == {("GET", UNMATCHED, "201"): 1}
+
+
+def test_the_failing_body_is_the_exception_being_handled_while_recording(
+    collector: MetricsCollector,
+) -> None:
+    import sys
+
+    handled: list[Any] = []
+
+    def resolver(env: dict[str, Any]) -> str:
+        handled.append(sys.exc_info()[1])
+        return "/resolved"
+
+    def app(env: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"a"
+        raise ValueError("body broke")
+
+    body = EventmonMiddleware(app, collector=collector, endpoint_resolver=resolver)(
+        environ(), lambda *a: None
+    )
+    with pytest.raises(ValueError, match="body broke"):
+        list(body)
+    assert len(handled) == 1
+    assert isinstance(handled[0], ValueError)
+    assert counts(collector) == {("GET", "/resolved", "500"): 1}
+
+
+def test_an_interrupt_while_recording_a_failure_wins_and_keeps_the_cause(
+    collector: MetricsCollector,
+) -> None:
+    def resolver(env: dict[str, Any]) -> str:
+        raise KeyboardInterrupt
+
+    def app(env: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        raise ValueError("body broke")
+        yield b""  # pragma: no cover
+
+    body = EventmonMiddleware(app, collector=collector, endpoint_resolver=resolver)(
+        environ(), lambda *a: None
+    )
+    with pytest.raises(KeyboardInterrupt) as caught:
+        list(body)
+    assert isinstance(caught.value.__context__, ValueError)

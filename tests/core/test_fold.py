@@ -154,6 +154,8 @@ def test_bad_tables_are_refused() -> None:
         compiled(*args[:5], array("q", c._slot_of[:-1]), *args[6:])
     with pytest.raises(ValueError, match="start"):
         compiled(args[0], -1, *args[2:])
+    with pytest.raises(ValueError, match="sizes"):  # a window larger than its ring
+        compiled(*args[:10], 2**59)
     assert c._series == {}  # nothing was folded
 
 
@@ -168,3 +170,47 @@ def test_the_collector_uses_the_compiled_fold() -> None:
 
 def test_the_extension_was_built() -> None:
     assert compiled is not None, "eventmon.core._speedups is missing: was gcc installed?"
+
+
+def test_statuses_that_are_not_plain_ints_compare_as_in_python() -> None:
+    from http import HTTPStatus
+
+    batch = [
+        ("GET", "/s", HTTPStatus.SERVICE_UNAVAILABLE, 0.01, 1000.1),
+        ("GET", "/s", True, 0.01, 1000.2),
+        ("GET", "/s", 2**70, 0.01, 1000.3),
+        ("GET", "/s", 200.0, 0.01, 1000.4),
+    ]
+    ref, fast = _collector(fold_python, 1000), _collector(compiled, 1000)
+    ref._fold(list(batch))
+    fast._fold(list(batch))
+    assert _state(fast) == _state(ref)
+    assert fast._window.stats(1000.5).errors == 2
+
+
+def test_the_extension_is_not_used_in_a_sub_interpreter(tmp_path: Any) -> None:
+    # Its C statics belong to the main interpreter (mod_wsgi runs apps in others).
+    testcapi = pytest.importorskip("_testcapi")
+    import subprocess
+    import sys
+
+    out = tmp_path / "seen.txt"
+    script = f"""
+import _testcapi
+import eventmon.wsgi
+sub = (
+    "import eventmon.core._native as n, eventmon.wsgi as w\\n"
+    "open({str(out)!r}, 'w').write(repr((n.speedups is None, w._native_response is None)))"
+)
+assert _testcapi.run_in_subinterp(sub) == 0
+from eventmon import MetricsCollector
+c = MetricsCollector(slow_hooks=())
+c.observe("GET", "/x", 200, 0.1)
+assert c.total_requests() == 1
+"""
+    del testcapi
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.read_text() == "(True, True)"

@@ -89,6 +89,10 @@ def test_a_foreign_token_is_refused_and_the_adapter_carries_on() -> None:
         c.end(c.begin(), "GET", "/x", 200, "soon")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         c.observe("GET", "/x", 200, "slow")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="status"):
+        c.observe("GET", "/x", "200", 0.1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="status"):
+        c.end(c.begin(), "GET", "/x", 200.0, c.clock())  # type: ignore[arg-type]
     assert c.total_requests() == 0  # nothing half-recorded
 
 

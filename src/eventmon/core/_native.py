@@ -26,6 +26,10 @@ def _load() -> ModuleType | None:
         from eventmon.core import _speedups
     except ImportError:
         return None
+    # Its state is the main interpreter's; a sub-interpreter (mod_wsgi, say) may
+    # be handed a copy of the already-imported module without its init running.
+    if not _speedups.in_main_interpreter():
+        return None
     return _speedups
 
 

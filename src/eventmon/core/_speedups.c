@@ -64,6 +64,8 @@ PyErr_SetRaisedException_compat(PyObject *exc)
 #endif
 }
 
+static PyObject *int_500 = NULL;  /* 500, for statuses that are not plain ints */
+
 #define GROUP_SHIFT 5   /* LatencyHistogram.GROUP_SHIFT */
 #define MAX_CACHED 32   /* series whose buffers are held at once */
 
@@ -180,12 +182,16 @@ fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *batch = args[0];
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
     PyObject *series_map = args[2];
     PyObject *new_series = args[3];
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
     double recent_until = PyFloat_AsDouble(args[8]);
+    if (recent_until == -1.0 && PyErr_Occurred())
+        return NULL;
     long long size = PyLong_AsLongLong(args[10]);
-    if (PyErr_Occurred())
+    if (size == -1 && PyErr_Occurred())
         return NULL;
     if (!PyList_Check(batch) || !PyDict_Check(series_map)) {
         PyErr_SetString(PyExc_TypeError, "fold(): batch must be a list and series a dict");
@@ -257,7 +263,7 @@ fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     if (slot_b.len != bucket_b.len || slot_b.len != cuts_b.len + 8
-        || ring_b.len < (Py_ssize_t)(size * 4 * 8)) {
+        || size > ring_b.len / 32) {  /* 4 doubles per second; no overflow */
         PyErr_SetString(PyExc_ValueError, "fold(): inconsistent table sizes");
         goto done;
     }
@@ -286,9 +292,17 @@ fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         if (end >= recent_until)
             break;  /* the caller rotates the recent histogram, then calls again */
-        long status = PyLong_AsLong(status_o);
-        if (status == -1 && PyErr_Occurred())
-            goto done;
+        /* status >= 500, as Python compares it (int subclasses, huge ints, floats). */
+        int is_error;
+        long status = PyLong_Check(status_o) ? PyLong_AsLong(status_o) : -1;
+        if (status != -1) {
+            is_error = status >= 500;
+        } else {
+            PyErr_Clear();  /* overflow, or not an int: compare as Python does */
+            is_error = PyObject_RichCompareBool(status_o, int_500, Py_GE);
+            if (is_error < 0)
+                goto done;
+        }
 
         Cached *c = NULL;
         /* The series: the previous entry's when the labels repeat, else the dict's.
@@ -364,8 +378,9 @@ fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
         /* The sliding window's slot for the second the request ended in. */
         if (!(sec_start <= end && end < sec_end)) {
-            if (!isfinite(end)) {
-                PyErr_SetString(PyExc_OverflowError, "fold(): an end time is not finite");
+            if (!isfinite(end)) {  /* int(end) in Python: the same errors */
+                PyErr_SetString(isnan(end) ? PyExc_ValueError : PyExc_OverflowError,
+                                "fold(): an end time is not finite");
                 goto done;
             }
             double sec = trunc(end);  /* int(end) */
@@ -386,7 +401,7 @@ fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         wslot[1] += 1.0;
         wslot[3] += seconds;
-        if (status >= 500)
+        if (is_error)
             wslot[2] += 1.0;
     }
     result = PyLong_FromSsize_t(i);
@@ -645,6 +660,10 @@ recorder_end(RecorderObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "end(): the token must come from begin()");
         return NULL;
     }
+    if (!PyLong_Check(args[3])) {
+        PyErr_Format(PyExc_TypeError, "status must be an int, got %R", args[3]);
+        return NULL;
+    }
     JournalObject *token = (JournalObject *)args[0];
     double start = PyFloat_AsDouble(args[4]);
     if (start == -1.0 && PyErr_Occurred())
@@ -678,6 +697,10 @@ recorder_observe(RecorderObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "observe() takes exactly 4 arguments");
+        return NULL;
+    }
+    if (!PyLong_Check(args[2])) {
+        PyErr_Format(PyExc_TypeError, "status_code must be an int, got %R", args[2]);
         return NULL;
     }
     double seconds = PyFloat_AsDouble(args[3]);
@@ -855,7 +878,7 @@ wsgi_record(WSGIResponseObject *self, long status)
     PyObject *status_obj = NULL, *r = NULL;
     int rc = -1;
 
-    if (PyDict_Check(self->environ)) {
+    if (PyDict_CheckExact(self->environ)) {
         endpoint = PyDict_GetItemWithError(self->environ, wsgi_endpoint_key);
         Py_XINCREF(endpoint);
         if (endpoint == NULL && PyErr_Occurred())
@@ -922,27 +945,42 @@ done:
     return rc;
 }
 
-/* Record 500 while an exception is on its way out, keeping that exception. */
+/* Record 500 while an exception is on its way out, as the reference's
+ * `except BaseException: self.finish(500); raise` does: the exception is the one
+ * being handled meanwhile (sys.exc_info(), chained logs), and a BaseException
+ * from recording replaces it, with it as its context. */
 static void
 wsgi_record_error(WSGIResponseObject *self)
 {
     PyObject *exc = PyErr_GetRaisedException_compat();
-    if (wsgi_record(self, 500) < 0) {
-        /* A non-Exception from eventmon itself: the app's exception still wins. */
-        PyErr_Clear();
+    PyObject *old_type, *old_value, *old_tb;
+    PyErr_GetExcInfo(&old_type, &old_value, &old_tb);
+    if (exc != NULL) {
+        PyErr_SetExcInfo(Py_NewRef((PyObject *)Py_TYPE(exc)), Py_NewRef(exc),
+                         PyException_GetTraceback(exc));
+    }
+    int rc = wsgi_record(self, 500);
+    PyErr_SetExcInfo(old_type, old_value, old_tb);
+    if (rc < 0) {
+        PyObject *raised = PyErr_GetRaisedException_compat();
+        if (raised != NULL && exc != NULL)
+            PyException_SetContext(raised, exc);  /* steals exc */
+        else
+            Py_XDECREF(exc);
+        PyErr_SetRaisedException_compat(raised);
+        return;
     }
     PyErr_SetRaisedException_compat(exc);
 }
 
 static PyObject *
-wsgi_start_response(WSGIResponseObject *self, PyObject *const *args, Py_ssize_t nargs,
-                    PyObject *kwnames)
+wsgi_start_response(WSGIResponseObject *self, PyObject *args, PyObject *kwds)
 {
-    if (nargs < 1) {
-        PyErr_SetString(PyExc_TypeError, "start_response() needs a status and headers");
+    static char *kwlist[] = {"status", "headers", "exc_info", NULL};
+    PyObject *status, *headers, *exc_info = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status,
+                                     &headers, &exc_info))
         return NULL;
-    }
-    PyObject *status = args[0];
     PyObject *code = PyDict_GetItemWithError(wsgi_codes, status);  /* borrowed */
     if (code == NULL) {
         if (PyErr_Occurred()) {
@@ -962,7 +1000,8 @@ wsgi_start_response(WSGIResponseObject *self, PyObject *const *args, Py_ssize_t 
         if (self->code == -1 && PyErr_Occurred())
             return NULL;
     }
-    return PyObject_Vectorcall(self->start_response, args, nargs, kwnames);
+    PyObject *call_args[3] = {status, headers, exc_info};
+    return PyObject_Vectorcall(self->start_response, call_args, 3, NULL);
 }
 
 static PyObject *
@@ -998,6 +1037,8 @@ wsgi_close(WSGIResponseObject *self, PyObject *Py_UNUSED(ignored))
             if (!PyErr_ExceptionMatches(PyExc_AttributeError))
                 return NULL;
             PyErr_Clear();
+        } else if (close == Py_None) {  /* getattr(body, "close", None) is None */
+            Py_DECREF(close);
         } else {
             PyObject *r = PyObject_CallNoArgs(close);
             Py_DECREF(close);
@@ -1043,7 +1084,7 @@ configure_wsgi(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef wsgi_methods[] = {
     {"start_response", (PyCFunction)(void (*)(void))wsgi_start_response,
-     METH_FASTCALL | METH_KEYWORDS, "The start_response handed to the application."},
+     METH_VARARGS | METH_KEYWORDS, "The start_response handed to the application."},
     {"close", (PyCFunction)wsgi_close, METH_NOARGS,
      "Close the body, then record the request (the server calls this once)."},
     {"finish", (PyCFunction)wsgi_finish, METH_O, "Record the request now with this status."},
@@ -1074,7 +1115,15 @@ static PyTypeObject WSGIResponseType = {
 
 /* ------------------------------------------------------------------- module */
 
+static PyObject *
+in_main_interpreter(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(PyInterpreterState_Get() == PyInterpreterState_Main());
+}
+
 static PyMethodDef methods[] = {
+    {"in_main_interpreter", (PyCFunction)in_main_interpreter, METH_NOARGS,
+     "True in the main interpreter, the only one where this module may be used."},
     {"fold", (PyCFunction)(void (*)(void))fold, METH_FASTCALL,
      "Fold journal entries into the aggregates (see eventmon.core.fold)."},
     {"wsgi_response", (PyCFunction)(void (*)(void))wsgi_response, METH_FASTCALL,
@@ -1095,6 +1144,13 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    /* The module keeps Python objects in C statics, which interpreters cannot
+     * share: anywhere but the main interpreter, eventmon runs its Python code. */
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_ImportError,
+                        "eventmon.core._speedups runs in the main interpreter only");
+        return NULL;
+    }
     if (PyType_Ready(&JournalType) < 0 || PyType_Ready(&RecorderType) < 0
         || PyType_Ready(&WSGIResponseType) < 0)
         return NULL;
@@ -1114,9 +1170,19 @@ PyInit__speedups(void)
         str_endpoint_resolver = PyUnicode_InternFromString("endpoint_resolver");
         str_request_method = PyUnicode_InternFromString("REQUEST_METHOD");
         str_close = PyUnicode_InternFromString("close");
+        int_500 = PyLong_FromLong(500);
         if (str_journal == NULL || str_collector == NULL || str_end == NULL
-            || str_endpoint_resolver == NULL || str_request_method == NULL || str_close == NULL)
+            || str_endpoint_resolver == NULL || str_request_method == NULL || str_close == NULL
+            || int_500 == NULL) {
+            Py_CLEAR(str_journal);  /* so that a second attempt makes them all again */
+            Py_CLEAR(str_collector);
+            Py_CLEAR(str_end);
+            Py_CLEAR(str_endpoint_resolver);
+            Py_CLEAR(str_request_method);
+            Py_CLEAR(str_close);
+            Py_CLEAR(int_500);
             return NULL;
+        }
     }
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
