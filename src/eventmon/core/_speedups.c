@@ -973,14 +973,40 @@ wsgi_record_error(WSGIResponseObject *self)
     PyErr_SetRaisedException_compat(exc);
 }
 
+/* start_response(status, headers, exc_info=None), by position or keyword. */
 static PyObject *
-wsgi_start_response(WSGIResponseObject *self, PyObject *args, PyObject *kwds)
+wsgi_start_response(WSGIResponseObject *self, PyObject *const *args, Py_ssize_t nargs,
+                    PyObject *kwnames)
 {
-    static char *kwlist[] = {"status", "headers", "exc_info", NULL};
-    PyObject *status, *headers, *exc_info = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status,
-                                     &headers, &exc_info))
+    static const char *names[3] = {"status", "headers", "exc_info"};
+    PyObject *given[3] = {NULL, NULL, NULL};
+    if (nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "start_response() takes at most 3 arguments");
         return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        given[i] = args[i];
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+        int slot = -1;
+        for (int i = 0; i < 3; i++) {
+            if (PyUnicode_CompareWithASCIIString(name, names[i]) == 0)
+                slot = i;
+        }
+        if (slot < 0 || given[slot] != NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "start_response() got an unexpected or repeated argument %R", name);
+            return NULL;
+        }
+        given[slot] = args[nargs + k];
+    }
+    if (given[0] == NULL || given[1] == NULL) {
+        PyErr_SetString(PyExc_TypeError, "start_response() needs a status and headers");
+        return NULL;
+    }
+    PyObject *status = given[0], *headers = given[1];
+    PyObject *exc_info = given[2] != NULL ? given[2] : Py_None;
     PyObject *code = PyDict_GetItemWithError(wsgi_codes, status);  /* borrowed */
     if (code == NULL) {
         if (PyErr_Occurred()) {
@@ -1084,7 +1110,7 @@ configure_wsgi(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef wsgi_methods[] = {
     {"start_response", (PyCFunction)(void (*)(void))wsgi_start_response,
-     METH_VARARGS | METH_KEYWORDS, "The start_response handed to the application."},
+     METH_FASTCALL | METH_KEYWORDS, "The start_response handed to the application."},
     {"close", (PyCFunction)wsgi_close, METH_NOARGS,
      "Close the body, then record the request (the server calls this once)."},
     {"finish", (PyCFunction)wsgi_finish, METH_O, "Record the request now with this status."},

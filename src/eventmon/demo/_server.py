@@ -164,13 +164,27 @@ class DemoServer:
         def stop() -> None:
             server.should_exit = True
 
+        # Our own SIGINT handler, so that knowing about the Ctrl-C does not depend on
+        # when it arrives: uvicorn swaps in its handlers while serving and, once
+        # stopped, hands the signal back to this one (asyncio's own handler, which
+        # would otherwise be there, may turn it into a KeyboardInterrupt or not,
+        # depending on timing).
+        signalled: list[int] = []
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            signalled.append(signum)
+            stop()
+
         self._start_thread(announce, "eventmon-demo-announce")
         self._stop_after_duration(stop)
+        previous = signal.signal(signal.SIGINT, on_sigint)
         try:
             server.run(sockets=[self.sock])
         except KeyboardInterrupt:
-            return True  # uvicorn re-raises the Ctrl-C it handled; we are done anyway
-        return False
+            return True
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return bool(signalled)
 
     def _serve_wsgi(self, app: Any) -> bool:
         """A threaded WSGI server on the socket; True if stopped by Ctrl-C."""
