@@ -29,7 +29,7 @@ from typing import Any
 
 from eventmon._exceptions import ConfigurationError
 from eventmon.core import fold as _fold_module
-from eventmon.core._native import speedups
+from eventmon.core._native import cells, speedups
 from eventmon.core.counter import Counter
 from eventmon.core.histogram import DEFAULT_BUCKETS, HdrLayout, LatencyHistogram
 from eventmon.core.journal import Journals, ThreadJournal
@@ -90,13 +90,13 @@ class _Series:
             f'status_code="{escape_label_value(status)}"'
         )
         self.hist = hist
-        # Arrays, written in place by the fold (eventmon.core.fold).
-        self.sums = array("d", [0.0])
-        self.bucket_counts = array("q", bytes(8 * (n_buckets + 1)))
+        # Written in place by the fold (eventmon.core.fold).
+        self.sums = cells("d", [0.0])
+        self.bucket_counts = cells("q", [0] * (n_buckets + 1))
 
     @property
     def sum(self) -> float:
-        return self.sums[0]
+        return float(self.sums[0])
 
     @property
     def buckets(self) -> tuple[int, ...]:

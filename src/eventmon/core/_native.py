@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 import sysconfig
+from array import array
+from collections.abc import Iterable
 from types import ModuleType
+from typing import Any
 
-__all__ = ["speedups"]
+__all__ = ["cells", "speedups"]
 
 
 def _load() -> ModuleType | None:
@@ -34,3 +37,10 @@ def _load() -> ModuleType | None:
 
 
 speedups = _load()
+
+
+def cells(typecode: str, values: Iterable[float]) -> Any:
+    """A mutable run of numbers the fold writes to: an ``array`` of ``typecode``
+    ("q" or "d") when the C code is in use, since it writes arrays in place; a
+    list otherwise, which Python code updates faster."""
+    return array(typecode, values) if speedups is not None else list(values)

@@ -20,7 +20,8 @@
  *   series[(method, endpoint, status)].bucket_counts  array('q'), bound buckets
  *   series[...].sums                                   array('d'), length 1
  *   series[...].hist.counts / .hist.groups             array('q'), HDR slots
- *   recent.counts / recent.groups                      array('q'), HDR slots
+ *   recent.counts                                      array('q'), HDR slots
+ *       (its group totals are rebuilt when it is read: recent_histogram())
  *   ring                                               array('d'), size * 4:
  *       per second [second, requests, errors, latency sum]
  */
@@ -206,7 +207,7 @@ fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
 
-    Py_buffer cuts_b, slot_b, bucket_b, recent_b, recent_g, ring_b;
+    Py_buffer cuts_b, slot_b, bucket_b, recent_b, ring_b;
     if (PyObject_GetBuffer(args[4], &cuts_b, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
         return NULL;
     if (PyObject_GetBuffer(args[5], &slot_b, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
@@ -224,19 +225,11 @@ fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&bucket_b);
         return NULL;
     }
-    if (get_buffer(args[7], "groups", &recent_g, 'q') < 0) {
-        PyBuffer_Release(&cuts_b);
-        PyBuffer_Release(&slot_b);
-        PyBuffer_Release(&bucket_b);
-        PyBuffer_Release(&recent_b);
-        return NULL;
-    }
     if (PyObject_GetBuffer(args[9], &ring_b, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
         PyBuffer_Release(&cuts_b);
         PyBuffer_Release(&slot_b);
         PyBuffer_Release(&bucket_b);
         PyBuffer_Release(&recent_b);
-        PyBuffer_Release(&recent_g);
         return NULL;
     }
 
@@ -250,8 +243,6 @@ fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     const long long *slot_of = (const long long *)slot_b.buf;
     const long long *bucket_of = (const long long *)bucket_b.buf;
     long long *recent = (long long *)recent_b.buf;
-    long long *recent_groups = (long long *)recent_g.buf;
-    Py_ssize_t n_recent_groups = recent_g.len / 8;
     double *ring = (double *)ring_b.buf;
     Py_ssize_t n_cuts = cuts_b.len / 8;
     Py_ssize_t n_recent = recent_b.len / 8;
@@ -364,7 +355,7 @@ fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         long long idx = slot_of[lo];
         long long bucket = bucket_of[lo];
         if (idx < 0 || idx >= c->n_counts || (idx >> GROUP_SHIFT) >= c->n_groups
-            || idx >= n_recent || (idx >> GROUP_SHIFT) >= n_recent_groups
+            || idx >= n_recent
             || bucket < 0 || bucket >= c->n_buckets) {
             PyErr_SetString(PyExc_IndexError, "fold(): a histogram is smaller than its layout");
             goto done;
@@ -374,7 +365,6 @@ fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         ((long long *)c->counts.buf)[idx] += 1;
         ((long long *)c->groups.buf)[idx >> GROUP_SHIFT] += 1;
         recent[idx] += 1;
-        recent_groups[idx >> GROUP_SHIFT] += 1;
 
         /* The sliding window's slot for the second the request ended in. */
         if (!(sec_start <= end && end < sec_end)) {
@@ -413,7 +403,6 @@ done:
     PyBuffer_Release(&slot_b);
     PyBuffer_Release(&bucket_b);
     PyBuffer_Release(&recent_b);
-    PyBuffer_Release(&recent_g);
     PyBuffer_Release(&ring_b);
     return result;
 }

@@ -71,8 +71,9 @@ def fold_python(  # noqa: PLR0917 - positional, like the C function
     One ``bisect`` into the merged cut points of the HDR slots and the Prometheus
     bounds gives both the HDR slot and the bucket of a value.
     """
+    # Only the slots: the recent histogram's group totals are rebuilt when it is
+    # read (MetricsCollector.recent_histogram merges it into a fresh copy).
     recent_counts = recent.counts
-    recent_groups = recent.groups
     # The current window slot covers [sec_start, sec_end); base is its offset in ring.
     sec_start = sec_end = -1.0
     base = 0
@@ -92,7 +93,6 @@ def fold_python(  # noqa: PLR0917 - positional, like the C function
         h.counts[idx] += 1
         h.groups[group] += 1
         recent_counts[idx] += 1
-        recent_groups[group] += 1
         # The sliding window: [second, requests, errors, latency sum] per second.
         if not sec_start <= end < sec_end:
             sec = int(end)

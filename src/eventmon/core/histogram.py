@@ -28,6 +28,7 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 from eventmon._exceptions import ConfigurationError
+from eventmon.core._native import cells
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -123,11 +124,11 @@ class LatencyHistogram:
 
     def __init__(self, layout: HdrLayout = DEFAULT_LAYOUT) -> None:
         self.layout = layout
-        # Both are array('q') so that the compiled fold can write them in place.
         # Invariant: groups[g] is the sum of counts[g * 32 : g * 32 + 32]; code
-        # that writes counts directly calls rebuild_groups().
+        # that writes counts directly calls rebuild_groups(). Groups are cells()
+        # so that the compiled fold can write them in place.
         self.counts = array("q", bytes(8 * layout.counts_len))
-        self.groups = array("q", bytes(8 * ((layout.counts_len >> self.GROUP_SHIFT) + 1)))
+        self.groups = cells("q", [0] * ((layout.counts_len >> self.GROUP_SHIFT) + 1))
 
     @property
     def total(self) -> int:
@@ -219,13 +220,13 @@ class LatencyHistogram:
         """An independent copy."""
         h = LatencyHistogram(self.layout)
         h.counts = array("q", self.counts)
-        h.groups = array("q", self.groups)
+        h.groups = cells("q", self.groups)
         return h
 
     def reset(self) -> None:
         """Forget every recorded value."""
         self.counts = array("q", bytes(8 * self.layout.counts_len))
-        self.groups = array("q", bytes(8 * len(self.groups)))
+        self.groups = cells("q", [0] * len(self.groups))
 
     def nbytes(self) -> int:
         """Memory held by the slot counts and group totals."""

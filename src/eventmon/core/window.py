@@ -7,10 +7,10 @@ lands in the right second, and anything older than the window is ignored.
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass
 
 from eventmon._exceptions import ConfigurationError
+from eventmon.core._native import cells
 
 __all__ = ["SlidingWindow", "WindowStats"]
 
@@ -42,9 +42,9 @@ class WindowStats:
 class SlidingWindow:
     """Per-second ring of [second, count, errors, latency sum].
 
-    The ring is one flat ``array('d')`` of ``4 * size`` numbers (slot ``k`` at
-    ``4 * k``), so that the compiled fold can write it in place; counts held as
-    doubles are exact up to 2**53. Not thread-safe by itself; the collector
+    The ring is one flat run of ``4 * size`` floats (slot ``k`` at ``4 * k``), an
+    ``array('d')`` when the compiled fold writes it; counts held as doubles are
+    exact up to 2**53. Not thread-safe by itself; the collector
     writes to it under its fold lock.
     """
 
@@ -55,7 +55,7 @@ class SlidingWindow:
             raise ConfigurationError(f"window must be a whole number of seconds >= 1, got {size!r}")
         self.size = size
         self.started = started
-        self.ring = array("d", [-1.0, 0.0, 0.0, 0.0] * size)
+        self.ring = cells("d", [-1.0, 0.0, 0.0, 0.0] * size)
 
     def add(self, at: float, seconds: float, error: bool) -> None:
         """Add one request that ended at time ``at`` and took ``seconds``."""
