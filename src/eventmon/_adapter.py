@@ -17,7 +17,7 @@ from eventmon.exporters.prometheus import choose_format, render
 if TYPE_CHECKING:
     from eventmon.collector import MetricsCollector
 
-__all__ = ["AdapterOptions", "metrics_response", "resolve_dashboard"]
+__all__ = ["AdapterOptions", "check_endpoint_resolver", "metrics_response", "resolve_dashboard"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,12 @@ class AdapterOptions:
         return path in self.exclude_exact or (
             bool(self.exclude_prefixes) and path.startswith(self.exclude_prefixes)
         )
+
+
+def check_endpoint_resolver(resolver: object) -> None:
+    """Refuse an ``endpoint_resolver`` that cannot be called (at start-up, not per request)."""
+    if resolver is not None and not callable(resolver):
+        raise ConfigurationError(f"endpoint_resolver must be callable, got {resolver!r}")
 
 
 def metrics_response(

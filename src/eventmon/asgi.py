@@ -18,8 +18,12 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from eventmon._adapter import AdapterOptions, metrics_response, resolve_dashboard
-from eventmon._exceptions import ConfigurationError
+from eventmon._adapter import (
+    AdapterOptions,
+    check_endpoint_resolver,
+    metrics_response,
+    resolve_dashboard,
+)
 from eventmon.collector import MetricsCollector, default_collector
 from eventmon.core.registry import UNMATCHED
 from eventmon.types import ASGIApp, Message, Receive, Scope, Send
@@ -86,10 +90,7 @@ class EventmonMiddleware:
         options = AdapterOptions.build(
             metrics_path=metrics_path, exclude_paths=exclude_paths, unit=unit
         )
-        if endpoint_resolver is not None and not callable(endpoint_resolver):
-            raise ConfigurationError(
-                f"endpoint_resolver must be callable, got {endpoint_resolver!r}"
-            )
+        check_endpoint_resolver(endpoint_resolver)
         self.app = app
         self.collector = collector if collector is not None else default_collector()
         self.options = options

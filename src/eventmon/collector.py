@@ -22,7 +22,6 @@ import math
 import os
 import threading
 import time
-from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -145,29 +144,22 @@ class MetricsCollector:
             raise ConfigurationError(f"buckets must be positive finite seconds, got {buckets!r}")
         if any(a >= b for a, b in itertools.pairwise(bounds)):
             raise ConfigurationError(f"buckets must be strictly increasing, got {buckets!r}")
-        if not (isinstance(slow_threshold, (int, float)) and slow_threshold >= 0):
-            raise ConfigurationError(
-                f"slow_threshold must be a number of seconds >= 0, got {slow_threshold!r}"
-            )
         for q in quantiles:
             if not 0 < q < 1:
                 raise ConfigurationError(f"quantiles must be between 0 and 1, got {q!r}")
         self.bounds = bounds
         self.quantiles = tuple(quantiles)
-        self._slow_threshold = float(slow_threshold)
+        self._recorder: Any = None  # the C request path, when built (below)
+        self.slow_threshold = slow_threshold  # validated by the property
         #: The clock every duration is read from; fixed at construction.
         self.clock = clock
         self.layout = HdrLayout(significant_digits=significant_digits)
         self.max_label_sets = max_label_sets
         cuts, slot_of, bucket_of = _cut_points(self.layout, bounds)
         self._fold_batch = _fold_module.fold
-        if _fold_module.COMPILED:
-            # The compiled fold reads C arrays; the Python one indexes lists faster.
-            self._cuts: Sequence[float] = array("d", cuts)
-            self._slot_of: Sequence[int] = array("q", slot_of)
-            self._bucket_of: Sequence[int] = array("q", bucket_of)
-        else:
-            self._cuts, self._slot_of, self._bucket_of = cuts, slot_of, bucket_of
+        self._cuts: Sequence[float] = cells("d", cuts)
+        self._slot_of: Sequence[int] = cells("q", slot_of)
+        self._bucket_of: Sequence[int] = cells("q", bucket_of)
         self._series: dict[tuple[str, str, int], _Series] = {}
         self._series_limit = LabelSetLimit("http_requests_total", max_label_sets)
         self._endpoint_hists: dict[str, LatencyHistogram] = {}
@@ -194,7 +186,6 @@ class MetricsCollector:
         hooks = [log_slow_request] if slow_hooks is None else list(slow_hooks)
         self._hooks = SlowRequestDispatcher(hooks, on_error=self.record_internal_error)
         self.started = time.time()
-        self._recorder: Any = None
         if speedups is not None:
             # The request path in C. A subclass that overrides a method keeps it.
             self._recorder = speedups.Recorder(
@@ -467,7 +458,7 @@ class MetricsCollector:
             for s in self._series.values():
                 out.append(
                     SeriesSnapshot(
-                        s.method, s.endpoint, s.status, s.labels, s.count, s.sum, tuple(s.buckets)
+                        s.method, s.endpoint, s.status, s.labels, s.count, s.sum, s.buckets
                     )
                 )
         return out

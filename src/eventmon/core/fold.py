@@ -24,33 +24,13 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from eventmon.core._native import speedups
 
-__all__ = ["COMPILED", "FoldFunction", "fold", "fold_python"]
+__all__ = ["COMPILED", "fold", "fold_python"]
 
 GROUP_SHIFT = 5  # LatencyHistogram.GROUP_SHIFT
-
-
-class FoldFunction(Protocol):
-    """Either fold: eleven positional arguments, as the C one takes them."""
-
-    def __call__(  # noqa: PLR0917
-        self,
-        batch: list[tuple[Any, ...]],
-        start: int,
-        series: dict[Any, Any],
-        new_series: Callable[[str, str, int], Any],
-        cuts: Sequence[float],
-        slot_of: Sequence[int],
-        bucket_of: Sequence[int],
-        recent: Any,
-        recent_until: float,
-        ring: Any,
-        size: int,
-        /,
-    ) -> int: ...
 
 
 def fold_python(  # noqa: PLR0917 - positional, like the C function
@@ -113,11 +93,6 @@ def fold_python(  # noqa: PLR0917 - positional, like the C function
     return len(batch)
 
 
-def _select() -> tuple[FoldFunction, bool]:
-    if speedups is None:
-        return fold_python, False
-    compiled: FoldFunction = speedups.fold
-    return compiled, True
-
-
-fold, COMPILED = _select()
+#: The fold in use: the C one when it was built (see eventmon.core._native).
+fold: Callable[..., int] = speedups.fold if speedups is not None else fold_python
+COMPILED = speedups is not None
