@@ -267,6 +267,13 @@ def test_bad_configuration_fails_at_construction() -> None:
         MetricsCollector(quantiles=(95,))
 
 
+@pytest.mark.parametrize("limit", [0, -5, 2.5, "64", True, None, 10**9])
+def test_nonsense_journal_limit_fails_at_construction(limit: object) -> None:
+    with pytest.raises(ConfigurationError, match=r"^journal_limit must be a whole number") as e:
+        MetricsCollector(slow_hooks=(), journal_limit=limit)  # type: ignore[arg-type]
+    assert "\n" not in str(e.value)
+
+
 def test_short_lived_threads_lose_nothing_while_a_reader_drains() -> None:
     c = MetricsCollector(slow_hooks=())
     stop = threading.Event()

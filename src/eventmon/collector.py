@@ -57,6 +57,8 @@ _KNOWN_METHODS = frozenset(
 )
 
 _MICROS = 1_000_000
+# Past this a thread's pending entries hold over 100 MB before anybody folds them.
+_MAX_JOURNAL_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,8 @@ class MetricsCollector:
         significant_digits: HDR precision (2 = within 1 %, 26.8 KB per endpoint).
         quantiles: percentiles exported as gauges per endpoint (0–1).
         clock: monotonic clock in seconds; injected by tests.
+        journal_limit: requests a thread records before it folds them itself
+            (1 to 1,000,000; default 1024); reads fold whatever is pending.
     """
 
     def __init__(
@@ -144,6 +148,15 @@ class MetricsCollector:
             raise ConfigurationError(f"buckets must be positive finite seconds, got {buckets!r}")
         if any(a >= b for a, b in itertools.pairwise(bounds)):
             raise ConfigurationError(f"buckets must be strictly increasing, got {buckets!r}")
+        if (
+            not isinstance(journal_limit, int)
+            or isinstance(journal_limit, bool)
+            or not 1 <= journal_limit <= _MAX_JOURNAL_LIMIT
+        ):
+            raise ConfigurationError(
+                f"journal_limit must be a whole number from 1 to {_MAX_JOURNAL_LIMIT:,},"
+                f" got {journal_limit!r}"
+            )
         for q in quantiles:
             if not 0 < q < 1:
                 raise ConfigurationError(f"quantiles must be between 0 and 1, got {q!r}")
