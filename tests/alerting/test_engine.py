@@ -171,6 +171,22 @@ def test_db_connection_errors_fire_while_they_continue_then_clear(col, clock) ->
     assert col.counter_value("db_connection_errors") == 6
 
 
+def test_one_db_connection_error_fires_then_resolves_a_window_later(col, clock) -> None:
+    """An isolated error fires (the 1m hold equal to the 1m window never let it)."""
+    rules = [r for r in default_rules() if r.name == "database_connection_failure"]
+    eng, _ = engine_for(col, clock, *rules)
+    timeline = []
+    for second in range(0, 181, 15):  # evaluated every 15 s, the engine's default interval
+        clock.now = 1000 + second
+        if second == 15:
+            clock.advance(-8)
+            count_db_connection_error(col)  # at 7 s
+            clock.advance(8)
+        timeline += [(second, n.status) for n in eng.evaluate()]
+    # Seen at the first evaluation after the error; cleared once it left the 60 s window.
+    assert timeline == [(15, "firing"), (75, "resolved")]
+
+
 def test_counter_total_and_per_endpoint_percentile(col, clock) -> None:
     eng, _ = engine_for(
         col,

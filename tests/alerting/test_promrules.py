@@ -40,8 +40,10 @@ CASES: dict[str, tuple[dict[str, str], str, str]] = {
         {'http_request_duration_seconds_sum{endpoint="/a"}': "0+120x40",
          'http_request_duration_seconds_count{endpoint="/a"}': "0+60x40"},
         "5m", "5m15s"),
+    # One error (exported at 0 from the start; the error lands before the 1m scrape)
+    # fires at once, as in-process: a hold as long as the window would never let it.
     "database_connection_failure": (
-        {"db_connection_errors_total": "0+1x40"}, "1m", "1m15s"),
+        {"db_connection_errors_total": "0 0 0 0 1x36"}, "45s", "1m"),
     "high_p95_response_time": (
         {'http_slow_requests_total{method="GET",endpoint="/a"}': "0+10x40",
          'http_requests_total{method="GET",endpoint="/a",status_code="200"}': "0+100x40"},
@@ -93,6 +95,17 @@ def _unit_tests(rules: list[AlertRule]) -> str:
                 "alert_rule_test": checks,
             }
         )
+    # ... and the single error's alert clears once the error has left the 1m window.
+    db = by_name["database_connection_failure"]
+    tests.append(
+        {
+            "interval": "15s",
+            "input_series": [{"series": "db_connection_errors_total", "values": "0 0 0 0 1x36"}],
+            "alert_rule_test": [
+                {"eval_time": t, "alertname": db.name, "exp_alerts": []} for t in ("2m", "5m")
+            ],
+        }
+    )
     # A quiet app fires neither the error nor the latency alerts.
     tests.append(
         {

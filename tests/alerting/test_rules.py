@@ -64,7 +64,7 @@ def test_defaults_match_the_design() -> None:
         120,
         "critical",
     )
-    assert rules["database_connection_failure"].for_seconds == 60
+    assert rules["database_connection_failure"].for_seconds == 0  # one error fires
     assert rules["high_p95_response_time"].condition == "p95_response_time > 1s"
     assert rules["low_throughput"].condition == "requests_per_second < 5000"
     assert rules["low_availability"].condition == "availability < 99.5%"

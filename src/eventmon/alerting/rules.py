@@ -286,10 +286,12 @@ def default_rules(*, performance: bool = True, scaling: bool = False) -> list[Al
             severity="critical",
             annotations={"summary": "More than 5 % of requests fail with a 5xx"},
         ),
+        # No hold: the condition is the errors' increase over the 1m window, so a
+        # 1m hold would need a second error a minute after the first and one error
+        # would never fire. It fires at once and clears a window after the last error.
         AlertRule(
             "database_connection_failure",
             "db_connection_errors > 0",
-            for_="1m",
             severity="critical",
             annotations={"summary": "Database connections are failing"},
         ),
