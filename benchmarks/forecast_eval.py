@@ -2,6 +2,9 @@
 
     python benchmarks/forecast_eval.py [--data DIR] [--headroom 0.2]
 
+By default it reads the slices of the NAB traces vendored in tests/data (see the
+README there); ``--data`` points it at a folder holding the full NAB CSVs.
+
 For every hour after a one-week warm-up the forecaster, having seen only the
 hours up to then, predicts the next hour and the hour 24 h ahead. Scores are
 WAPE (sum |error| / sum actual) against three naive forecasts: the last hour
@@ -91,8 +94,10 @@ def evaluate(path: Path, headroom: float) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    default = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-    parser.add_argument("--data", type=Path, default=default, help="folder of the NAB CSVs")
+    default = Path(__file__).resolve().parent.parent / "tests" / "data"
+    parser.add_argument(
+        "--data", type=Path, default=default, help="folder of the NAB CSVs (default: tests/data)"
+    )
     parser.add_argument("--headroom", type=float, default=0.2)
     args = parser.parse_args()
     started = time.perf_counter()
