@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from eventmon._exceptions import ConfigurationError, RuleError
+from eventmon._validate import seconds
 from eventmon.alerting.expr import Condition
 from eventmon.alerting.metrics import DB_CONNECTION_ERRORS, SCALE_OUT_GAUGE, RuleMetrics
 from eventmon.alerting.notifiers.base import AlertNotice, Notifier, ScalingEvent
@@ -103,17 +104,22 @@ class AlertEngine:
         clock: Clock | None = None,
         wall_clock: Clock = time.time,
     ) -> None:
-        if interval <= 0:
-            raise ConfigurationError(f"interval must be > 0 seconds, got {interval!r}")
-        if repeat_interval <= 0:
+        self.interval = seconds("interval", interval)
+        self.repeat_interval = seconds("repeat_interval", repeat_interval)
+        if collector is not None and not isinstance(collector, MetricsCollector):
+            raise ConfigurationError(f"collector must be a MetricsCollector, got {collector!r}")
+        if dispatcher is not None and not isinstance(dispatcher, NotificationDispatcher):
             raise ConfigurationError(
-                f"repeat_interval must be > 0 seconds, got {repeat_interval!r}"
+                f"dispatcher must be a NotificationDispatcher, got {dispatcher!r}"
             )
+        if isinstance(declare, str):
+            raise ConfigurationError(f"declare must be a list of names, got the string {declare!r}")
+        for clock_arg, what in ((clock, "clock"), (wall_clock, "wall_clock")):
+            if clock_arg is not None and not callable(clock_arg):
+                raise ConfigurationError(f"{what} must be a function returning seconds")
         self.collector = collector or default_collector()
         self.clock: Clock = clock or self.collector.clock
         self.wall_clock = wall_clock
-        self.interval = float(interval)
-        self.repeat_interval = float(repeat_interval)
         self.metrics = RuleMetrics(self.collector, declare=declare, clock=self.clock)
         notifiers = list(notifiers)
         if dispatcher is None:

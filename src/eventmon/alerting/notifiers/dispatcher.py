@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventmon._exceptions import ConfigurationError
+from eventmon._validate import integer, seconds
 from eventmon.alerting.notifiers.base import Notification, Notifier, ScalingEvent
 
 __all__ = ["ChannelStats", "NotificationDispatcher", "RetryAfter"]
@@ -84,16 +85,14 @@ class NotificationDispatcher:
         max_pending: int = 1000,
         on_error: Callable[[str], None] | None = None,
     ) -> None:
-        if timeout <= 0 or retries < 0 or backoff < 0 or max_pending < 1:
-            raise ConfigurationError(
-                "timeout must be > 0, retries >= 0, backoff >= 0 and max_pending >= 1"
-            )
-        self.timeout = float(timeout)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
-        self.max_retry_after = float(max_retry_after)
-        self.max_pending = int(max_pending)
+        self.timeout = seconds("timeout", timeout)
+        self.retries = integer("retries", retries, minimum=0)
+        self.backoff = seconds("backoff", backoff, allow_zero=True)
+        self.max_backoff = seconds("max_backoff", max_backoff, allow_zero=True)
+        self.max_retry_after = seconds("max_retry_after", max_retry_after, allow_zero=True)
+        self.max_pending = integer("max_pending", max_pending, minimum=1)
+        if on_error is not None and not callable(on_error):
+            raise ConfigurationError(f"on_error must be callable, got {on_error!r}")
         self.on_error = on_error
         self._channels: list[_Channel] = []
         self._stopping = threading.Event()
