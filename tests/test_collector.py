@@ -334,3 +334,47 @@ def test_a_forked_worker_starts_with_a_usable_collector() -> None:
     t.join()
     assert code == 0
     assert c.total_requests() == 1  # the parent is unaffected by the child
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("counter", "http_requests_total"),
+        ("counter", "http_requests"),
+        ("counter", "http_slow_requests"),
+        ("counter", "http_request_duration_seconds"),
+        ("counter", "http_request_duration_ms_bucket"),
+        ("counter", "process_cpu_seconds_total"),
+        ("counter", "eventmon_internal_errors"),
+        ("define", "http_request_duration_hdr_seconds_count"),
+        ("define", "http_requests_in_progress"),
+        ("gauge", "http_requests_in_progress"),
+        ("gauge", "http_requests_total"),
+        ("gauge", "http_request_duration_seconds_sum"),
+        ("gauge", "http_request_duration_hdr_ms"),
+        ("gauge", "process_resident_memory_bytes"),
+    ],
+)
+def test_builtin_family_names_are_refused(
+    collector: MetricsCollector, kind: str, name: str
+) -> None:
+    define = {
+        "counter": lambda: collector.increment_counter(name),
+        "define": lambda: collector.define_counter(name, "help"),
+        "gauge": lambda: collector.set_gauge(name, 1.0),
+    }[kind]
+    with pytest.raises(ConfigurationError, match=r"is reserved: eventmon exports '\w+' itself"):
+        define()
+    assert collector.counters() == {}
+    assert collector.gauges() == {}
+
+
+def test_a_counter_and_a_gauge_cannot_share_a_family_name(collector: MetricsCollector) -> None:
+    collector.increment_counter("jobs")
+    with pytest.raises(ConfigurationError, match="clashes with the counter 'jobs'"):
+        collector.set_gauge("jobs_total", 1)
+    collector.set_gauge("queue", 3)
+    with pytest.raises(ConfigurationError, match="clashes with the gauge 'queue'"):
+        collector.increment_counter("queue_total")
+    collector.increment_counter("jobs_total")  # the same counter, by its sample name
+    assert collector.counter_value("jobs") == 2

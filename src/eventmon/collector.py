@@ -37,6 +37,8 @@ from eventmon.core.registry import (
     OVERFLOW,
     LabelSetLimit,
     escape_label_value,
+    family_names,
+    reserved_name_problem,
     validate_label_name,
     validate_metric_name,
 )
@@ -334,7 +336,9 @@ class MetricsCollector:
     ) -> tuple[str, tuple[str, ...]]:
         """Declare a counter (with its help text) before first use; idempotent."""
         family = name[:-6] if name.endswith("_total") else name
-        validate_metric_name(family)
+        if family not in self._counter_help:
+            validate_metric_name(family)
+            self._refuse_clash(name, "counter", list(self._gauge_help))
         names = tuple(validate_label_name(n) for n in label_names)
         entry = self._counter_help.setdefault(family, (help, names))
         if family != name:
@@ -348,6 +352,7 @@ class MetricsCollector:
         with self._gauge_lock:
             if name not in self._gauge_help:
                 validate_metric_name(name)
+                self._refuse_clash(name, "gauge", self.counter_names())
                 for n in label_names:
                     validate_label_name(n)
                 self._gauge_help[name] = ("", label_names)
@@ -360,6 +365,25 @@ class MetricsCollector:
             if values not in series and len(series) >= self.max_label_sets:
                 values = tuple(OVERFLOW for _ in values)
             series[values] = float(value)
+
+    @staticmethod
+    def _refuse_clash(name: str, kind: str, others: Iterable[str]) -> None:
+        """Refuse a new family whose names a built-in family or another kind uses.
+
+        Prometheus rejects an exposition with two families of one name, so this
+        fails when the metric is defined rather than at every scrape.
+        """
+        problem = reserved_name_problem(name, kind)
+        if problem is not None:
+            raise ConfigurationError(problem)
+        mine = family_names(name, kind)
+        other_kind = "gauge" if kind == "counter" else "counter"
+        for other in others:
+            if mine & family_names(other, other_kind):
+                raise ConfigurationError(
+                    f"{kind} name {name!r} clashes with the {other_kind} {other!r}"
+                    " in the exposition; choose another name"
+                )
 
     def add_slow_request_hook(self, hook: SlowRequestHook) -> None:
         """Also call ``hook(method, endpoint, status_code, seconds)`` for slow requests."""

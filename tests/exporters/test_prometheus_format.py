@@ -11,6 +11,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from eventmon import MetricsCollector
+from eventmon.core.registry import reserved_name_problem
 from eventmon.exporters.prometheus import render
 from servers import require_binary
 
@@ -124,3 +125,22 @@ def test_render_1000_label_sets_is_complete() -> None:
         c.observe("GET", f"/route/{i}", 200, 0.01)
     families = {f.name: f for f in text_string_to_metric_families(render(c).decode())}
     assert len(families["http_requests"].samples) == 1000
+
+
+@pytest.mark.parametrize("unit", ["s", "ms"])
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_every_builtin_family_is_reserved_against_user_metrics(
+    unit: str, openmetrics: bool
+) -> None:
+    c = sample_collector()
+    text = render(c, openmetrics=openmetrics, unit=unit).decode()
+    user = {"db_connection_errors", "db_connection_errors_total", "queue_depth"}
+    types = [line.split() for line in text.splitlines() if line.startswith("# TYPE ")]
+    builtin = [name for _, _, name, _ in types if name not in user]
+    assert len(builtin) >= 8
+    for name in builtin:
+        # A user counter or gauge named like the family is refused when defined.
+        assert reserved_name_problem(name, "gauge") is not None, name
+        assert reserved_name_problem(name, "counter") is not None, name
+        assert reserved_name_problem(name + "_total", "counter") is not None, name
+    assert reserved_name_problem("db_connection_errors", "counter") is None

@@ -15,10 +15,13 @@ import re
 from eventmon._exceptions import ConfigurationError
 
 __all__ = [
+    "BUILTIN_FAMILIES",
     "OVERFLOW",
     "UNMATCHED",
     "LabelSetLimit",
     "escape_label_value",
+    "family_names",
+    "reserved_name_problem",
     "validate_metric_name",
 ]
 
@@ -41,6 +44,59 @@ def validate_metric_name(name: str) -> str:
             " not starting with a digit"
         )
     return name
+
+
+#: The families eventmon's exposition writes itself, as (name, type), in both units.
+#: A user counter or gauge may not take any name these families or their samples use.
+BUILTIN_FAMILIES: tuple[tuple[str, str], ...] = (
+    ("http_requests_total", "counter"),
+    ("http_request_duration_seconds", "histogram"),
+    ("http_request_duration_ms", "histogram"),
+    ("http_request_duration_hdr_seconds", "summary"),
+    ("http_request_duration_hdr_ms", "summary"),
+    ("http_requests_in_progress", "gauge"),
+    ("http_slow_requests_total", "counter"),
+    ("eventmon_internal_errors_total", "counter"),
+    ("process_cpu_seconds_total", "counter"),
+    ("process_resident_memory_bytes", "gauge"),
+)
+
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "summary": ("_sum", "_count", "_created"),
+    "gauge": (),
+}
+
+
+def family_names(name: str, kind: str) -> set[str]:
+    """Every name a family uses: its name in text 0.0.4 and OpenMetrics, and its samples'."""
+    base = name.removesuffix("_total") if kind == "counter" else name
+    return {name, base} | {base + suffix for suffix in _SUFFIXES[kind]}
+
+
+_RESERVED: dict[str, str] = {
+    used: family for family, kind in BUILTIN_FAMILIES for used in family_names(family, kind)
+}
+
+
+def reserved_name_problem(name: str, kind: str) -> str | None:
+    """Why a user metric ``name`` of type ``kind`` would clash with a built-in family.
+
+    ``None`` if it does not; else one line for a :class:`ConfigurationError`.
+    Prometheus rejects an exposition where two families share a name or a
+    sample name (``promtool check metrics``: "second TYPE line"), so such a
+    metric must be refused when it is defined, not found at scrape time.
+    """
+    for used in (name, *sorted(family_names(name, kind) - {name})):
+        family = _RESERVED.get(used)
+        if family is not None:
+            clash = "" if used == family else f", which uses the name {used!r} too"
+            return (
+                f"{kind} name {name!r} is reserved: eventmon exports {family!r} itself{clash};"
+                " choose another name"
+            )
+    return None
 
 
 def validate_label_name(name: str) -> str:
