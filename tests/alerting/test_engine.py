@@ -187,6 +187,19 @@ def test_one_db_connection_error_fires_then_resolves_a_window_later(col, clock) 
     assert timeline == [(15, "firing"), (75, "resolved")]
 
 
+def test_an_ordinary_app_raises_no_alert_from_the_default_rules(col, clock) -> None:
+    """20 healthy requests/s for 10 minutes: the capacity objectives stay out of the way."""
+    eng, _ = engine_for(col, clock, *default_rules())
+    notices = []
+    for _ in range(40):
+        for _ in range(300):
+            col.observe("GET", "/events/{id}", 200, 0.04)
+        notices += eng.evaluate()
+        clock.advance(15)
+    # CPU and memory are this test process's real figures, which no request here drives.
+    assert [n.name for n in notices if n.name not in ("high_cpu_usage", "high_memory_usage")] == []
+
+
 def test_counter_total_and_per_endpoint_percentile(col, clock) -> None:
     eng, _ = engine_for(
         col,

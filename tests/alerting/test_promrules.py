@@ -21,7 +21,7 @@ EXTRA = [
 
 
 def _rules() -> list[AlertRule]:
-    return default_rules(scaling=True) + EXTRA
+    return default_rules(capacity=True, scaling=True) + EXTRA
 
 
 def _translator() -> PromQLTranslator:
@@ -209,6 +209,22 @@ def test_translation_details() -> None:
     assert "max(queue_depth) > 10" in export_rules([AlertRule("g", "queue_depth > 10")],
                                                    translator=gauge)  # fmt: skip
     assert "sum(increase(orders_total[1m])) > 10" in export_rules([AlertRule("g", "orders > 10")])
+
+
+def test_cli_capacity_rules_are_opt_in(tmp_path: Path, capsys) -> None:
+    assert main(["rules", "export"]) == 0
+    default = capsys.readouterr().out
+    assert "alert: high_memory_usage" in default
+    assert "low_throughput" not in default
+    assert "high_concurrent_users" not in default
+    assert main(["rules", "export", "--capacity-rules"]) == 0
+    capacity = capsys.readouterr().out
+    assert "alert: low_throughput" in capacity
+    assert "alert: high_concurrent_users" in capacity
+    own = tmp_path / "rules.yaml"
+    own.write_text("rules:\n  - name: slow\n    condition: avg_response_time > 2s\n")
+    assert main(["rules", "export", "--rules", str(own), "--capacity-rules"]) == 2
+    assert "--capacity-rules picks among the built-in rules" in capsys.readouterr().err
 
 
 def test_cli_export_and_check(tmp_path: Path, capsys) -> None:

@@ -55,7 +55,7 @@ def test_rule_normalises_and_validates() -> None:
 
 
 def test_defaults_match_the_design() -> None:
-    rules = {r.name: r for r in default_rules(scaling=True)}
+    rules = {r.name: r for r in default_rules(capacity=True, scaling=True)}
     assert rules["high_response_time"].condition == "avg_response_time > 1000"
     assert rules["high_response_time"].for_seconds == 300
     assert rules["high_response_time"].severity == "warning"
@@ -73,6 +73,17 @@ def test_defaults_match_the_design() -> None:
     assert rules["high_memory_usage"].condition == "memory_usage > 90%"
     assert rules["slow_scale_out"].condition == "scale_out_time > 5m"
     assert len(default_rules(performance=False)) == 3
+
+
+def test_capacity_objectives_are_opt_in() -> None:
+    capacity = {"low_throughput", "high_concurrent_users"}
+    assert not capacity & {r.name for r in default_rules()}
+    assert capacity <= {r.name for r in default_rules(capacity=True)}
+    assert {r.name for r in default_rules(performance=False, capacity=True)} == capacity | {
+        "high_response_time",
+        "high_error_rate",
+        "database_connection_failure",
+    }
 
 
 YAML = """

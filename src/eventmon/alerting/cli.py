@@ -28,6 +28,11 @@ def register(subparsers: Any) -> None:
     exp.add_argument("--cpu-count", type=int, help="cores per instance (default: this machine)")
     exp.add_argument("--memory-bytes", type=int, help="memory per instance (default: this one)")
     exp.add_argument("--gauge", action="append", default=[], help="a user gauge's name")
+    exp.add_argument(
+        "--capacity-rules",
+        action="store_true",
+        help="include the large-deployment objectives low_throughput and high_concurrent_users",
+    )
     exp.add_argument("--scaling", action="store_true", help="include slow_scale_out")
     exp.set_defaults(func=_export)
 
@@ -43,16 +48,22 @@ def register(subparsers: Any) -> None:
     chk.set_defaults(func=_check)
 
 
-def _rules(path: str | None, scaling: bool = False) -> list[Any]:
+def _rules(path: str | None, scaling: bool = False, capacity: bool = False) -> list[Any]:
     from eventmon.alerting.rules import default_rules, load_rules
 
-    return load_rules(path) if path else default_rules(scaling=scaling)
+    return load_rules(path) if path else default_rules(capacity=capacity, scaling=scaling)
 
 
 def _export(args: argparse.Namespace) -> int:
     from eventmon._exceptions import ConfigurationError
     from eventmon.alerting.promrules import PromQLTranslator, render_rule_file
 
+    if args.rules and (args.capacity_rules or args.scaling):
+        flag = "--capacity-rules" if args.capacity_rules else "--scaling"
+        raise ConfigurationError(
+            f"{flag} picks among the built-in rules; with --rules FILE, write those rules"
+            " in the file instead"
+        )
     buckets: Any = ()
     if args.buckets:
         try:
@@ -71,7 +82,9 @@ def _export(args: argparse.Namespace) -> int:
     if buckets:
         kwargs["buckets"] = buckets
     text = render_rule_file(
-        _rules(args.rules, args.scaling), group=args.group, translator=PromQLTranslator(**kwargs)
+        _rules(args.rules, args.scaling, args.capacity_rules),
+        group=args.group,
+        translator=PromQLTranslator(**kwargs),
     )
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:

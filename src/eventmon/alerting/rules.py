@@ -265,11 +265,18 @@ def load_rules(path: str | Path) -> list[AlertRule]:
     return rules_from_data(data if data is not None else [], str(p))
 
 
-def default_rules(*, performance: bool = True, scaling: bool = False) -> list[AlertRule]:
-    """The built-in rules; ``performance`` adds the performance-table thresholds.
+def default_rules(
+    *, performance: bool = True, capacity: bool = False, scaling: bool = False
+) -> list[AlertRule]:
+    """The built-in rules.
 
-    ``scaling`` adds ``slow_scale_out`` (a scale-out that took over 5 minutes),
-    which reads the ``scale_out_time`` the autoscaler reports.
+    ``performance`` adds the performance-table thresholds that fit any app
+    (p95, availability, CPU, memory). ``capacity`` adds the objectives of a
+    large deployment, off by default because an ordinary app would always be
+    alerting: ``low_throughput`` (under 5,000 requests/s) and
+    ``high_concurrent_users`` (over 45,000 requests in progress). ``scaling``
+    adds ``slow_scale_out`` (a scale-out that took over 5 minutes), which reads
+    the ``scale_out_time`` the autoscaler reports.
     """
     rules = [
         AlertRule(
@@ -301,21 +308,24 @@ def default_rules(*, performance: bool = True, scaling: bool = False) -> list[Al
             AlertRule("high_p95_response_time", "p95_response_time > 1s", for_="5m",
                       severity="warning",
                       annotations={"summary": "p95 response time above 1 s (objective 200 ms)"}),
-            AlertRule("low_throughput", "requests_per_second < 5000", for_="5m",
-                      severity="warning",
-                      annotations={"summary": "Throughput below 5,000 requests/s"
-                                              " (objective 10,000)"}),
             AlertRule("low_availability", "availability < 99.5%", for_="5m",
                       severity="critical",
                       annotations={"summary": "Availability below 99.5 % (objective 99.9 %)"}),
-            AlertRule("high_concurrent_users", "active_connections > 45000", for_="2m",
-                      severity="warning",
-                      annotations={"summary": "Over 45,000 concurrent requests (capacity 50,000)"}),
             AlertRule("high_cpu_usage", "cpu_usage > 80%", for_="5m", severity="warning",
                       annotations={"summary": "CPU above 80 % (objective 70 %)"}),
             AlertRule("high_memory_usage", "memory_usage > 90%", for_="5m",
                       severity="critical",
                       annotations={"summary": "Memory above 90 % (objective 80 %)"}),
+        ]  # fmt: skip
+    if capacity:
+        rules += [
+            AlertRule("low_throughput", "requests_per_second < 5000", for_="5m",
+                      severity="warning",
+                      annotations={"summary": "Throughput below 5,000 requests/s"
+                                              " (objective 10,000)"}),
+            AlertRule("high_concurrent_users", "active_connections > 45000", for_="2m",
+                      severity="warning",
+                      annotations={"summary": "Over 45,000 concurrent requests (capacity 50,000)"}),
         ]  # fmt: skip
     if scaling:
         rules.append(
