@@ -13,6 +13,8 @@ from eventmon import ConfigurationError, MetricsCollector
 from eventmon.asgi import EventmonMiddleware
 from eventmon.core.registry import UNMATCHED
 
+NOT_A_COLLECTOR = r"^collector must be an eventmon\.MetricsCollector"
+
 
 def starlette_app(collector: MetricsCollector, **options: Any) -> Any:
     from starlette.applications import Starlette
@@ -317,6 +319,12 @@ def test_bad_options_fail_at_start_up(collector: MetricsCollector) -> None:
         EventmonMiddleware(lambda *a: None, collector=collector, unit="minutes")
     with pytest.raises(ConfigurationError, match="exclude_paths"):
         EventmonMiddleware(lambda *a: None, collector=collector, exclude_paths=["health"])
+
+
+@pytest.mark.parametrize("collector", ["oops", object(), MetricsCollector])
+def test_a_collector_that_is_not_one_fails_at_construction(collector: Any) -> None:
+    with pytest.raises(ConfigurationError, match=NOT_A_COLLECTOR):
+        EventmonMiddleware(lambda *a: None, collector=collector)
 
 
 def test_cancelled_request_is_recorded_as_499(collector: MetricsCollector) -> None:

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eventmon._exceptions import ConfigurationError
+from eventmon.collector import MetricsCollector, default_collector
 from eventmon.exporters.prometheus import choose_format, render
 
-if TYPE_CHECKING:
-    from eventmon.collector import MetricsCollector
-
-__all__ = ["AdapterOptions", "check_endpoint_resolver", "metrics_response", "resolve_dashboard"]
+__all__ = [
+    "AdapterOptions",
+    "check_endpoint_resolver",
+    "metrics_response",
+    "resolve_collector",
+    "resolve_dashboard",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,22 @@ def check_endpoint_resolver(resolver: object) -> None:
     """Refuse an ``endpoint_resolver`` that cannot be called (at start-up, not per request)."""
     if resolver is not None and not callable(resolver):
         raise ConfigurationError(f"endpoint_resolver must be callable, got {resolver!r}")
+
+
+def resolve_collector(collector: object, name: str = "collector") -> MetricsCollector:
+    """The collector an adapter records into: ``collector``, or the process-wide one if ``None``.
+
+    Anything but a :class:`~eventmon.MetricsCollector` is refused here, at start-up,
+    rather than failing on the first request; ``name`` is the option's name for the message.
+    """
+    if collector is None:
+        return default_collector()
+    if not isinstance(collector, MetricsCollector):
+        raise ConfigurationError(
+            f"{name} must be an eventmon.MetricsCollector (or None for the process-wide"
+            f" one), got {collector!r}"
+        )
+    return collector
 
 
 def metrics_response(

@@ -22,9 +22,10 @@ from eventmon._adapter import (
     AdapterOptions,
     check_endpoint_resolver,
     metrics_response,
+    resolve_collector,
     resolve_dashboard,
 )
-from eventmon.collector import MetricsCollector, default_collector
+from eventmon.collector import MetricsCollector
 from eventmon.core.registry import UNMATCHED
 from eventmon.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -92,7 +93,7 @@ class EventmonMiddleware:
         )
         check_endpoint_resolver(endpoint_resolver)
         self.app = app
-        self.collector = collector if collector is not None else default_collector()
+        self.collector = resolve_collector(collector)
         self.options = options
         self.metrics_path = options.metrics_path
         self.unit = options.unit

@@ -35,9 +35,9 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.utils.module_loading import import_string
 
-from eventmon._adapter import AdapterOptions, metrics_response
+from eventmon._adapter import AdapterOptions, metrics_response, resolve_collector
 from eventmon._exceptions import ConfigurationError
-from eventmon.collector import MetricsCollector, default_collector
+from eventmon.collector import MetricsCollector
 from eventmon.core.registry import UNMATCHED
 
 __all__ = ["EventmonMiddleware", "metrics_view"]
@@ -68,13 +68,7 @@ def _settings() -> tuple[MetricsCollector, AdapterOptions]:
             collector = import_string(collector)
         except ImportError as e:
             raise ConfigurationError(f"settings.EVENTMON['collector']: {e}") from e
-    if collector is None:
-        collector = default_collector()
-    elif not isinstance(collector, MetricsCollector):
-        raise ConfigurationError(
-            "settings.EVENTMON['collector'] must be an eventmon.MetricsCollector"
-            f" or its dotted path, got {collector!r}"
-        )
+    collector = resolve_collector(collector, "settings.EVENTMON['collector']")
     options = AdapterOptions.build(
         metrics_path=raw.get("metrics_path", "/metrics"),
         exclude_paths=raw.get("exclude_paths", ()),

@@ -25,8 +25,9 @@ from typing import Any
 
 from flask import Flask, request
 
+from eventmon._adapter import resolve_collector
 from eventmon._exceptions import ConfigurationError
-from eventmon.collector import MetricsCollector, default_collector
+from eventmon.collector import MetricsCollector
 from eventmon.wsgi import ENDPOINT_KEY, EventmonMiddleware
 
 __all__ = ["Eventmon"]
@@ -112,6 +113,8 @@ class Eventmon:
             )
             if v is not _UNSET and not (k == "collector" and v is None)
         }
+        if collector is not None:
+            resolve_collector(collector)  # refused now, not when an app is registered
         if app is not None:
             self.init_app(app)
 
@@ -127,13 +130,8 @@ class Eventmon:
             if key in app.config:
                 options[name] = app.config[key]
         options.update(self._given)
-        collector = options.pop("collector", None)
-        if collector is None:
-            collector = default_collector()
-        elif not isinstance(collector, MetricsCollector):
-            raise ConfigurationError(
-                f"EVENTMON_COLLECTOR must be an eventmon.MetricsCollector, got {collector!r}"
-            )
+        name = "collector" if "collector" in self._given else "EVENTMON_COLLECTOR"
+        collector = resolve_collector(options.pop("collector", None), name)
         middleware = EventmonMiddleware(app.wsgi_app, collector=collector, **options)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         context_class = _RuleNotingContext

@@ -27,9 +27,10 @@ from eventmon._adapter import (
     AdapterOptions,
     check_endpoint_resolver,
     metrics_response,
+    resolve_collector,
     resolve_dashboard,
 )
-from eventmon.collector import MetricsCollector, default_collector
+from eventmon.collector import MetricsCollector
 from eventmon.core._native import speedups
 from eventmon.core.registry import UNMATCHED
 from eventmon.types import StartResponse, WSGIApp, WSGIEnviron
@@ -78,7 +79,7 @@ class EventmonMiddleware:
         )
         check_endpoint_resolver(endpoint_resolver)
         self.app = app
-        self.collector = collector if collector is not None else default_collector()
+        self.collector = resolve_collector(collector)
         self.options = options
         self.endpoint_resolver = endpoint_resolver
         # Flattened for the request path.

@@ -59,6 +59,8 @@ def test_collector_by_dotted_path() -> None:
         ({"metrics": "/m"}, "unknown keys \\['metrics'\\]"),
         ("yes", "settings.EVENTMON must be a dict"),
         ({"collector": 3}, "must be an eventmon.MetricsCollector"),
+        ({"collector": "oops"}, "settings.EVENTMON\\['collector'\\]"),
+        ({"collector": "adapters.djapp.settings"}, "must be an eventmon.MetricsCollector"),
         ({"collector": "no.such.module.C"}, "settings.EVENTMON\\['collector'\\]"),
         ({"exclude_paths": "/health"}, "in settings.EVENTMON"),
         ({"unit": "min"}, "unit must be 's' or 'ms'"),

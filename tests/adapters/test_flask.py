@@ -13,6 +13,8 @@ from eventmon import ConfigurationError, MetricsCollector
 from eventmon.core.registry import UNMATCHED
 from eventmon.flask import Eventmon
 
+NOT_A_COLLECTOR = r"^collector must be an eventmon\.MetricsCollector"
+
 
 def create_app(**config: Any) -> Flask:
     app = Flask("factory")
@@ -101,6 +103,10 @@ def test_registering_twice_is_a_mistake(collector: MetricsCollector) -> None:
 def test_bad_config_fails_at_init() -> None:
     with pytest.raises(ConfigurationError, match="EVENTMON_COLLECTOR"):
         Eventmon(create_app(EVENTMON_COLLECTOR="nope"))
+    with pytest.raises(ConfigurationError, match=NOT_A_COLLECTOR):
+        Eventmon(create_app(), collector="oops")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=NOT_A_COLLECTOR):
+        Eventmon(collector="oops")  # type: ignore[arg-type]  # app factory: init_app comes later
     with pytest.raises(ConfigurationError, match="metrics_path"):
         Eventmon(create_app(EVENTMON_METRICS_PATH="metrics"))
 

@@ -165,6 +165,8 @@ def test_metrics_head_and_content_length(collector: MetricsCollector) -> None:
         ({"exclude_paths": ["health"]}, "exclude_paths entries must start with '/'"),
         ({"unit": "h"}, "unit must be 's' or 'ms'"),
         ({"endpoint_resolver": "not callable"}, "endpoint_resolver must be callable"),
+        ({"collector": "oops"}, "collector must be an eventmon.MetricsCollector"),
+        ({"collector": MetricsCollector}, "collector must be an eventmon.MetricsCollector"),
     ],
 )
 def test_configuration_mistakes_fail_at_once(kwargs: dict[str, Any], message: str) -> None:
