@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +28,8 @@ class Received:
 
 @dataclass
 class HTTPReceiver:
-    """Records JSON POSTs. Paths: /ok, /limited (one 429 then 200), /hang, /fail (500)."""
+    """Records JSON POSTs. Paths: /ok, /limited (one 429 then 200), /hang, /fail (500),
+    /missing... (404, as Slack answers a revoked webhook)."""
 
     url: str
     received: list[Received] = field(default_factory=list)
@@ -68,6 +72,12 @@ def http_receiver() -> Iterator[HTTPReceiver]:
                 self.end_headers()
                 self.wfile.write(b"rate_limited")
                 return
+            if path.startswith("/missing"):
+                self.send_response(404)
+                self.send_header("Content-Length", "10")
+                self.end_headers()
+                self.wfile.write(b"no_service")
+                return
             if path == "/fail":
                 self.send_response(500)
                 self.send_header("Content-Length", "4")
@@ -94,6 +104,86 @@ def http_receiver() -> Iterator[HTTPReceiver]:
         rec.release.set()
         server.shutdown()
         server.server_close()
+
+
+@dataclass
+class DripServer:
+    """A TCP server on 127.0.0.1 that answers one byte every ``interval`` seconds.
+
+    ``phase="status"`` drips the whole HTTP response from its status line;
+    ``phase="body"`` sends the headers at once and drips a 20-byte body;
+    ``phase="smtp"`` drips an SMTP greeting. Each byte arrives well inside a
+    socket timeout, so only a total deadline can end the exchange early.
+    """
+
+    port: int
+    interval: float
+    phase: str = "status"
+    tls: ssl.SSLContext | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def drip_server() -> Iterator[DripServer]:
+    port = free_port()
+    drip = DripServer(port, interval=0.25)
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            conn: socket.socket = self.request
+            if drip.tls is not None:
+                conn = drip.tls.wrap_socket(conn, server_side=True)
+            if drip.phase == "smtp":
+                out = b"220 drip.test ESMTP " + b"." * 40 + b"\r\n"
+            else:
+                _read_http_request(conn)
+                out = b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n" + b"x" * 20
+                if drip.phase == "body":
+                    head = out.index(b"\r\n\r\n") + 4
+                    conn.sendall(out[:head])
+                    out = out[head:]
+            for i in range(len(out)):
+                if drip.stop.wait(drip.interval):
+                    return
+                try:
+                    conn.sendall(out[i : i + 1])
+                except OSError:  # the client gave up: what the test wants
+                    return
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield drip
+    finally:
+        drip.stop.set()
+        server.shutdown()
+        server.server_close()
+
+
+def _read_http_request(conn: socket.socket) -> None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        body += chunk
 
 
 @dataclass

@@ -13,6 +13,7 @@ import pytest
 
 from eventmon import ConfigurationError, MetricsCollector
 from eventmon.alerting.notifiers import (
+    AlertmanagerNotifier,
     AlertNotice,
     DashboardFeed,
     EmailNotifier,
@@ -152,6 +153,99 @@ def test_a_hanging_channel_delays_nobody(http_receiver, smtp_server) -> None:
     d.shutdown(timeout=10)
 
 
+@pytest.mark.parametrize("phase", ["status", "body"])
+@pytest.mark.parametrize("kind", ["slack", "webhook", "alertmanager"])
+def test_a_dripping_server_holds_a_channel_no_longer_than_its_timeout(
+    drip_server, kind: str, phase: str
+) -> None:
+    # One byte every 0.25 s: every socket read succeeds well inside the 1 s
+    # timeout, so only a deadline on the whole attempt stops it (the full
+    # answer would take ~15 s).
+    drip_server.phase = phase
+    notifier = {
+        "slack": lambda: SlackNotifier(drip_server.url + "/services/T/B/x"),
+        "webhook": lambda: WebhookNotifier(drip_server.url + "/hook"),
+        "alertmanager": lambda: AlertmanagerNotifier(drip_server.url),
+    }[kind]()
+    d = NotificationDispatcher([notifier], timeout=1.0, retries=0)
+    started = time.monotonic()
+    d.dispatch(FIRING)
+    assert d.flush(30)
+    took = time.monotonic() - started
+    stats = d.stats()[notifier.name]
+    assert (stats.sent, stats.failed) == (0, 1)
+    assert "timed out" in stats.last_error
+    assert took < 1.0 + 1.5
+    d.shutdown()
+
+
+def test_a_dripping_smtp_server_holds_email_no_longer_than_its_timeout(drip_server) -> None:
+    drip_server.phase = "smtp"
+    n = EmailNotifier("127.0.0.1", drip_server.port, sender="a@test", recipients=["b@test"])
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="timed out"):
+        n.send(FIRING, timeout=1.0)
+    assert time.monotonic() - started < 1.0 + 1.5
+
+
+def test_https_webhook_delivers_and_keeps_its_deadline(tls_files, drip_server, monkeypatch) -> None:
+    cert, key = tls_files
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the default context trusts our test CA
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    drip_server.tls = server_ctx
+    drip_server.phase = "body"
+    drip_server.interval = 0.05
+    ok = WebhookNotifier(drip_server.url + "/hook")
+    ok.send(FIRING, timeout=5.0)  # 20 bytes at 0.05 s: done within the deadline
+    drip_server.interval = 0.25
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="timed out"):
+        ok.send(FIRING, timeout=1.0)
+    assert time.monotonic() - started < 1.0 + 1.5
+
+
+def test_urls_are_cut_to_scheme_and_host() -> None:
+    from eventmon.alerting.notifiers._redact import redact_url, redact_urls
+
+    assert (
+        redact_url("https://hooks.slack.com/services/T0/B0/tok?x=1") == "https://hooks.slack.com/…"
+    )
+    assert redact_url("http://user:pw@[::1]:9093/api/v2/alerts") == "http://[::1]:9093/…"
+    assert redact_url("not a url") == "<url>"
+    text = "HTTPError: HTTP 404 from https://a.test/…: no_service; see http://u:p@b.test:8/x?k=v."
+    assert redact_urls(text) == (
+        "HTTPError: HTTP 404 from https://a.test/…: no_service; see http://b.test:8/…"
+    )
+
+
+SECRET_PATH = "/missing/services/T0SECRET/B0SECRET/XXXXtokenXXXX?key=s3cret"
+
+
+@pytest.mark.parametrize("kind", ["slack", "webhook", "alertmanager"])
+def test_webhook_secrets_stay_out_of_logs_and_stats(http_receiver, caplog, kind: str) -> None:
+    url = http_receiver.url + SECRET_PATH
+    notifier = {
+        "slack": lambda: SlackNotifier(url),
+        "webhook": lambda: WebhookNotifier(url),
+        "alertmanager": lambda: AlertmanagerNotifier(url),
+    }[kind]()
+    caplog.set_level("DEBUG")
+    d = NotificationDispatcher([notifier], retries=1, backoff=0.01)
+    d.dispatch(FIRING)
+    assert d.flush(10)
+    stats = d.stats()[notifier.name]
+    assert (stats.sent, stats.failed, stats.retries) == (0, 1, 1)
+    assert stats.last_error.startswith(f"HTTPError: HTTP 404 from {http_receiver.url}/…")
+    assert "no_service" in stats.last_error
+    assert "retrying" in caplog.text
+    assert "failed after 2 attempt(s)" in caplog.text
+    for secret in ("SECRET", "token", "s3cret", "/missing"):
+        assert secret not in stats.last_error
+        assert secret not in caplog.text
+    d.shutdown()
+
+
 def test_email_over_smtp(smtp_server) -> None:
     n = EmailNotifier(
         smtp_server.host,
@@ -234,6 +328,33 @@ def test_email_starttls_and_login(tls_files) -> None:
         assert logins == [(b"alerts", b"s3cret")]
         assert got[0][0] is True
         assert got[0][1]["Subject"].startswith("[FIRING]")
+    finally:
+        controller.stop()
+
+
+def test_email_over_implicit_tls(tls_files) -> None:
+    # SMTP_SSL wraps the socket the deadline opened (the notifier's own subclass).
+    from aiosmtpd.controller import Controller
+
+    cert, key = tls_files
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    got: list[Any] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            got.append(envelope.rcpt_tos)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, ssl_context=server_ctx)
+    controller.start()
+    try:
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+        n = EmailNotifier("127.0.0.1", port, sender="a@test", recipients="b@test", use_tls=True,
+                          ssl_context=client_ctx)  # fmt: skip
+        n.send(FIRING, timeout=5)
+        assert got == [["b@test"]]
     finally:
         controller.stop()
 

@@ -21,11 +21,18 @@ from typing import Any
 
 from eventmon._exceptions import ConfigurationError
 from eventmon._validate import integer, seconds
+from eventmon.alerting.notifiers._redact import redact_urls
 from eventmon.alerting.notifiers.base import Notification, Notifier, ScalingEvent
 
 __all__ = ["ChannelStats", "NotificationDispatcher", "RetryAfter"]
 
 logger = logging.getLogger("eventmon.alerting")
+
+
+def _describe(exc: BaseException) -> str:
+    # Webhook URLs are credentials: whatever a channel raised, logs and stats
+    # show only the scheme and host of a URL in it.
+    return redact_urls(f"{type(exc).__name__}: {exc}")
 
 
 class RetryAfter(Exception):
@@ -177,9 +184,11 @@ class NotificationDispatcher:
                     assert resend is not None
                     resend(self.timeout)
                 except Exception as exc:
-                    c.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    c.stats.last_error = _describe(exc)
                     logger.warning(
-                        "eventmon: notifier %s: re-send failed: %s", c.notifier.name, exc
+                        "eventmon: notifier %s: re-send failed: %s",
+                        c.notifier.name,
+                        c.stats.last_error,
                     )
                     if self.on_error is not None:
                         self.on_error(f"notifier:{c.notifier.name}")
@@ -204,11 +213,17 @@ class NotificationDispatcher:
                 c.notifier.send(item, self.timeout)
             except Exception as exc:
                 c.stats.last_duration = time.monotonic() - started
-                c.stats.last_error = f"{type(exc).__name__}: {exc}"
+                c.stats.last_error = _describe(exc)
                 if attempt == self.retries or self._stopping.is_set():
                     c.stats.failed += 1
-                    logger.exception(
-                        "eventmon: notifier %s failed after %d attempt(s)", name, attempt + 1
+                    # The traceback repeats the raw message: left out when that held a URL.
+                    raw = f"{type(exc).__name__}: {exc}"
+                    logger.error(
+                        "eventmon: notifier %s failed after %d attempt(s): %s",
+                        name,
+                        attempt + 1,
+                        c.stats.last_error,
+                        exc_info=exc if c.stats.last_error == raw else None,
                     )
                     if self.on_error is not None:
                         try:

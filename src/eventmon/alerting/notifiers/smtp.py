@@ -3,15 +3,40 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 import ssl
 from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Any
 
 from eventmon._exceptions import ConfigurationError
+from eventmon.alerting.notifiers._deadline import Deadline
 from eventmon.alerting.notifiers.base import Notification, format_text
 
 __all__ = ["EmailNotifier"]
+
+
+class _SMTP(smtplib.SMTP):
+    """``smtplib.SMTP`` whose socket is opened, and cut off at expiry, by a Deadline."""
+
+    deadline: Deadline
+
+    def __init__(self, *args: Any, deadline: Deadline | None = None, **kwargs: Any) -> None:
+        if deadline is not None:  # _SMTPS sets it itself; either way before __init__ connects
+            self.deadline = deadline
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return self.deadline.connect((host, port))
+
+
+class _SMTPS(smtplib.SMTP_SSL, _SMTP):
+    """TLS from the start: SMTP_SSL wraps the socket that ``_SMTP`` opened (the MRO's order)."""
+
+    def __init__(self, host: str, port: int, *, deadline: Deadline, **kwargs: Any) -> None:
+        self.deadline = deadline
+        super().__init__(host, port, **kwargs)
 
 
 class EmailNotifier:
@@ -72,16 +97,18 @@ class EmailNotifier:
         return msg
 
     def send(self, notification: Notification, timeout: float) -> None:
+        """Deliver one message; ``timeout`` bounds the whole SMTP conversation."""
         msg = self.message(notification)
         smtp: smtplib.SMTP
-        if self.use_tls:
-            ctx = self.ssl_context or ssl.create_default_context()
-            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=timeout, context=ctx)
-        else:
-            smtp = smtplib.SMTP(self.host, self.port, timeout=timeout)
-        with smtp:
-            if self.starttls:
-                smtp.starttls(context=self.ssl_context or ssl.create_default_context())
-            if self.username is not None and self.password is not None:
-                smtp.login(self.username, self.password)
-            smtp.send_message(msg)
+        with Deadline(timeout) as deadline:
+            if self.use_tls:
+                ctx = self.ssl_context or ssl.create_default_context()
+                smtp = _SMTPS(self.host, self.port, deadline=deadline, timeout=timeout, context=ctx)
+            else:
+                smtp = _SMTP(self.host, self.port, timeout=timeout, deadline=deadline)
+            with smtp:
+                if self.starttls:
+                    smtp.starttls(context=self.ssl_context or ssl.create_default_context())
+                if self.username is not None and self.password is not None:
+                    smtp.login(self.username, self.password)
+                smtp.send_message(msg)
