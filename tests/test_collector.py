@@ -22,9 +22,9 @@ def test_observe_counts_buckets_and_percentiles(collector: MetricsCollector) -> 
     s = series[("GET", "/events/{event_id}", "200")]
     assert s.count == 100
     assert s.sum == pytest.approx(5.05)
-    # bounds 0.1, 5, 15, 50, 100, 500 ms (le is inclusive), +Inf
-    assert s.buckets == (0, 5, 10, 35, 50, 0, 0)
-    assert series[("POST", "/events", "201")].buckets == (0, 1, 0, 0, 0, 0, 0)
+    # bounds 0.1, 5, 15, 50, 100, 500 ms, 1, 2.5, 5, 10 s (le is inclusive), +Inf
+    assert s.buckets == (0, 5, 10, 35, 50, 0, 0, 0, 0, 0, 0)
+    assert series[("POST", "/events", "201")].buckets == (0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     p95 = collector.percentile("/events/{event_id}", 95)
     assert 95.0 <= p95 <= 95.0 * (1 + 1 / 128) + 0.001
     assert collector.percentile("/nothing", 95) == 0.0

@@ -118,7 +118,7 @@ class MetricsCollector:
     Args:
         window: seconds covered by the realtime snapshot's rates (default 60).
         buckets: Prometheus bucket upper bounds in seconds (default 0.1, 5, 15,
-            50, 100, 500 ms), strictly increasing; +Inf is added.
+            50, 100, 500 ms, 1, 2.5, 5, 10 s), strictly increasing; +Inf is added.
         max_label_sets: cap on label sets per metric and on endpoints with a
             percentile histogram; past it new sets fold into one overflow set.
         slow_threshold: seconds above which a request is slow (default 1.0).

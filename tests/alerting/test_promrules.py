@@ -200,8 +200,10 @@ def test_translation_details() -> None:
     approx = export_rules([AlertRule("d", "p99_response_time > 70ms")])
     assert "histogram_quantile(0.99" in approx
     assert "> 70" in approx
-    with pytest.raises(RuleError, match=r"highest histogram bucket is 0.5s.*buckets="):
-        export_rules([AlertRule("e", "p99_response_time > 2s")])
+    # The default buckets reach 10 s: a 2 s objective is computable, 20 s is not.
+    assert "histogram_quantile(0.99" in export_rules([AlertRule("e", "p99_response_time > 2s")])
+    with pytest.raises(RuleError, match=r"highest histogram bucket is 10s.*buckets="):
+        export_rules([AlertRule("e", "p99_response_time > 20s")])
     custom = PromQLTranslator(buckets=[0.1, 0.5, 2.0])
     assert 'le=\\"2.0\\"' in export_rules([AlertRule("e", "p99_response_time > 2s")],
                                           translator=custom)  # fmt: skip

@@ -67,6 +67,10 @@ def test_text_format_parses_back_to_the_exact_counts() -> None:
         "0.05": 24.0,
         "0.1": 44.0,
         "0.5": 200.0,
+        "1.0": 200.0,
+        "2.5": 200.0,
+        "5.0": 200.0,
+        "10.0": 200.0,
         "+Inf": 200.0,
     }
     slow = by_labels(families["http_slow_requests"].samples, "http_slow_requests_total")
@@ -144,3 +148,80 @@ def test_every_builtin_family_is_reserved_against_user_metrics(
         assert reserved_name_problem(name, "counter") is not None, name
         assert reserved_name_problem(name + "_total", "counter") is not None, name
     assert reserved_name_problem("db_connection_errors", "counter") is None
+
+
+def histogram_quantile(q: float, buckets: dict[str, float]) -> float:
+    """Prometheus's histogram_quantile over one series' cumulative buckets."""
+    bounds = sorted((float(le), n) for le, n in buckets.items())
+    total = bounds[-1][1]
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for upper, n in bounds:
+        if n >= rank:
+            if upper == float("inf"):
+                return lower  # the highest finite bound: all Prometheus can say
+            return lower + (upper - lower) * (rank - below) / (n - below)
+        lower, below = upper, n
+    raise AssertionError("unreachable")
+
+
+def check_with_promtool(body: bytes, *, allowed: str | None = None) -> None:
+    """``promtool check metrics`` finds nothing (but lint lines containing ``allowed``)."""
+    promtool = require_binary("promtool")
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=body, capture_output=True, timeout=60, check=False
+    )
+    output = (result.stdout + result.stderr).decode()
+    problems = [line for line in output.splitlines() if not allowed or allowed not in line]
+    assert problems == [], output
+    assert result.returncode == 0 or (allowed and output), output
+
+
+def test_p95_of_two_second_requests_reads_between_1_and_2_5_s_not_0_5() -> None:
+    c = MetricsCollector(slow_hooks=())
+    for _ in range(95):
+        c.observe("GET", "/checkout", 200, 2.0)
+    for _ in range(5):
+        c.observe("GET", "/checkout", 200, 7.0)
+    body = render(c)
+    check_with_promtool(body)
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    buckets = {
+        s.labels["le"]: s.value
+        for s in families["http_request_duration_seconds"].samples
+        if s.name.endswith("_bucket")
+    }
+    assert list(buckets)[-5:] == ["0.5", "1.0", "2.5", "5.0", "10.0", "+Inf"][-5:]
+    assert (buckets["1.0"], buckets["2.5"], buckets["5.0"], buckets["10.0"]) == (0, 95, 95, 100)
+    assert 1.0 < histogram_quantile(0.95, buckets) <= 2.5
+    assert 5.0 < histogram_quantile(0.99, buckets) <= 10.0
+
+
+def test_unit_ms_keeps_exactly_the_specified_bounds_and_counts_slow_requests_in_inf() -> None:
+    c = MetricsCollector(slow_hooks=())
+    c.observe("GET", "/checkout", 200, 0.2)
+    c.observe("GET", "/checkout", 200, 2.0)
+    body = render(c, unit="ms")
+    # The original name is what unit="ms" is for; promtool's lint says so and nothing else.
+    check_with_promtool(body, allowed="should not contain abbreviated units")
+    openmetrics = render(c, unit="ms", openmetrics=True).decode()
+    assert len(list(openmetrics_families(openmetrics))) >= 8
+    hist = {f.name: f for f in text_string_to_metric_families(body.decode())}[
+        "http_request_duration_ms"
+    ]
+    buckets = {s.labels["le"]: s.value for s in hist.samples if s.name.endswith("_bucket")}
+    assert buckets == {
+        "0.1": 0, "5.0": 0, "15.0": 0, "50.0": 0, "100.0": 0, "500.0": 1, "+Inf": 2
+    }  # fmt: skip
+    assert [s.value for s in hist.samples if s.name.endswith("_count")] == [2]
+    assert [s.value for s in hist.samples if s.name.endswith("_sum")] == [pytest.approx(2200.0)]
+
+
+def test_own_buckets_in_ms_are_all_exported() -> None:
+    c = MetricsCollector(slow_hooks=(), buckets=(0.25, 1.0, 4.0))
+    c.observe("GET", "/a", 200, 2.0)
+    hist = {f.name: f for f in text_string_to_metric_families(render(c, unit="ms").decode())}[
+        "http_request_duration_ms"
+    ]
+    buckets = {s.labels["le"]: s.value for s in hist.samples if s.name.endswith("_bucket")}
+    assert buckets == {"250.0": 0, "1000.0": 0, "4000.0": 1, "+Inf": 1}

@@ -35,10 +35,12 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BUCKETS", "DEFAULT_BUCKETS_MS", "HdrLayout", "LatencyHistogram"]
 
-#: The Prometheus bucket bounds of the product specification: 0.1, 5, 15, 50, 100, 500 ms.
+#: The Prometheus bucket bounds of the product specification: 0.1, 5, 15, 50, 100, 500 ms
+#: (what ``unit="ms"`` exports).
 DEFAULT_BUCKETS_MS: tuple[float, ...] = (0.1, 5.0, 15.0, 50.0, 100.0, 500.0)
-#: The same bounds in seconds, Prometheus's base unit.
-DEFAULT_BUCKETS: tuple[float, ...] = (0.0001, 0.005, 0.015, 0.05, 0.1, 0.5)
+#: The default bounds in seconds, Prometheus's base unit: the specified ones, then 1, 2.5,
+#: 5 and 10 s, without which ``histogram_quantile`` reads 0.5 s for any slower request.
+DEFAULT_BUCKETS: tuple[float, ...] = (0.0001, 0.005, 0.015, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 _MICROS = 1_000_000
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from itertools import accumulate
 from typing import TYPE_CHECKING, Protocol
 
+from eventmon.core.histogram import DEFAULT_BUCKETS, DEFAULT_BUCKETS_MS
 from eventmon.core.process import rss_bytes
 from eventmon.core.registry import escape_label_value
 
@@ -76,8 +78,9 @@ def render(collector: MetricsCollector, *, openmetrics: bool = False, unit: str 
     """The collector's metrics in the Prometheus text format (or OpenMetrics).
 
     ``unit="ms"`` names the histogram ``http_request_duration_ms`` with
-    millisecond bounds and sums, like the product's original specification;
-    the default is seconds, Prometheus's base unit. With worker aggregation on
+    millisecond bounds and sums, like the product's original specification
+    (with the default buckets, exactly its 0.1 … 500 ms bounds: slower requests
+    count in +Inf only); the default is seconds, Prometheus's base unit. With worker aggregation on
     (``EVENTMON_MULTIPROC_DIR``, :mod:`eventmon.exporters.multiprocess`) the
     output is that of every worker of the server merged.
     """
@@ -119,12 +122,17 @@ def render_families(
         add(f"{sample}{{{s.labels}}} {s.count}\n")
 
     family(hist_name, "histogram", "HTTP request duration, until the last body byte was sent.")
-    les = [repr(b * scale) for b in collector.bounds] + ["+Inf"]
+    bounds = tuple(collector.bounds)
+    shown = len(bounds)
+    if unit == "ms" and bounds == DEFAULT_BUCKETS:
+        # The original specification's histogram: its six bounds, none past 500 ms.
+        shown = len(DEFAULT_BUCKETS_MS)
+    les = [repr(b * scale) for b in bounds[:shown]]
     for s in series:
-        cumulative = 0
-        for le, c in zip(les, s.buckets, strict=True):
-            cumulative += c
-            add(f'{hist_name}_bucket{{{s.labels},le="{le}"}} {cumulative}\n')
+        cumulative = list(accumulate(s.buckets))
+        for le, c in zip(les, cumulative, strict=False):
+            add(f'{hist_name}_bucket{{{s.labels},le="{le}"}} {c}\n')
+        add(f'{hist_name}_bucket{{{s.labels},le="+Inf"}} {cumulative[-1]}\n')
         add(f"{hist_name}_sum{{{s.labels}}} {_num(s.sum * scale)}\n")
         add(f"{hist_name}_count{{{s.labels}}} {s.count}\n")
 
