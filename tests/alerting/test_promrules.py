@@ -25,7 +25,7 @@ def _rules() -> list[AlertRule]:
 
 
 def _translator() -> PromQLTranslator:
-    return PromQLTranslator(cpu_count=2, memory_bytes=1000)
+    return PromQLTranslator()  # CPU and memory divided by each target's exported limits
 
 
 # Each alert: input series (15 s apart), the evaluation times at which it must
@@ -56,9 +56,16 @@ CASES: dict[str, tuple[dict[str, str], str, str]] = {
          'http_requests_total{method="GET",endpoint="/a",status_code="200"}': "0+99x40"},
         "5m", "5m15s"),
     "high_concurrent_users": ({"http_requests_in_progress": "50000x40"}, "1m45s", "2m"),
-    # rate() of one counter from zero reaches its full value once the 1m window is full
-    "high_cpu_usage": ({"process_cpu_seconds_total": "0+27x40"}, "5m45s", "6m"),
-    "high_memory_usage": ({"process_resident_memory_bytes": "950x40"}, "4m45s", "5m"),
+    # rate() of one counter from zero reaches its full value once the 1m window is full;
+    # 0.45 cores of a 0.5-core limit is 90 %. Series of one target carry its labels.
+    "high_cpu_usage": (
+        {'process_cpu_seconds_total{instance="a"}': "0+6.75x40",
+         'eventmon_cpu_limit_cores{instance="a"}': "0.5x40"},
+        "5m45s", "6m"),
+    "high_memory_usage": (
+        {'process_resident_memory_bytes{instance="a"}': "950x40",
+         'eventmon_memory_limit_bytes{instance="a"}': "1000x40"},
+        "4m45s", "5m"),
     "slow_scale_out": ({"eventmon_last_scale_out_seconds": "400x10"}, "", "0m"),
     "slow_search": (
         {'http_request_duration_seconds_bucket{endpoint="/search",le="0.05"}': "0+50x40",
@@ -70,24 +77,23 @@ CASES: dict[str, tuple[dict[str, str], str, str]] = {
 }  # fmt: skip
 
 
+def _fired(rule: AlertRule) -> list[dict[str, dict[str, str]]]:
+    """promtool's expectation: one alert of ``rule``, as the export labels it."""
+    annotations = dict(rule.annotations)
+    annotations.setdefault("summary", f"{rule.name}: {rule.condition}")
+    annotations.setdefault("eventmon_condition", rule.condition)
+    return [{"exp_labels": rule.all_labels, "exp_annotations": annotations}]
+
+
 def _unit_tests(rules: list[AlertRule]) -> str:
     by_name = {r.name: r for r in rules}
     tests = []
     for name, (series, before, at) in CASES.items():
         rule = by_name[name]
-        annotations = dict(rule.annotations)
-        annotations.setdefault("summary", f"{rule.name}: {rule.condition}")
-        annotations.setdefault("eventmon_condition", rule.condition)
         checks = []
         if before:
             checks.append({"eval_time": before, "alertname": name, "exp_alerts": []})
-        checks.append(
-            {
-                "eval_time": at,
-                "alertname": name,
-                "exp_alerts": [{"exp_labels": rule.all_labels, "exp_annotations": annotations}],
-            }
-        )
+        checks.append({"eval_time": at, "alertname": name, "exp_alerts": _fired(rule)})
         tests.append(
             {
                 "interval": "15s",
@@ -95,6 +101,65 @@ def _unit_tests(rules: list[AlertRule]) -> str:
                 "alert_rule_test": checks,
             }
         )
+    # The same CPU and memory on a target with larger limits, a pre-fork server's workers
+    # summed against their shared limit, and another program's process_* series (no
+    # eventmon limits): none of them fires.
+    tests.append(
+        {
+            "interval": "15s",
+            "input_series": [
+                {"series": 'process_cpu_seconds_total{instance="b"}', "values": "0+6.75x40"},
+                {"series": 'eventmon_cpu_limit_cores{instance="b"}', "values": "2x40"},
+                {"series": 'process_resident_memory_bytes{instance="b"}', "values": "950x40"},
+                {"series": 'eventmon_memory_limit_bytes{instance="b"}', "values": "4000x40"},
+                {
+                    "series": 'process_cpu_seconds_total{instance="c",worker="1"}',
+                    "values": "0+3x40",
+                },
+                {
+                    "series": 'process_cpu_seconds_total{instance="c",worker="2"}',
+                    "values": "0+3x40",
+                },
+                {"series": 'eventmon_cpu_limit_cores{instance="c"}', "values": "1x40"},
+                {
+                    "series": 'process_resident_memory_bytes{instance="c",worker="1"}',
+                    "values": "300x40",
+                },
+                {
+                    "series": 'process_resident_memory_bytes{instance="c",worker="2"}',
+                    "values": "300x40",
+                },
+                {"series": 'eventmon_memory_limit_bytes{instance="c"}', "values": "1000x40"},
+                {"series": 'process_cpu_seconds_total{job="node"}', "values": "0+60x40"},
+                {"series": 'process_resident_memory_bytes{job="node"}', "values": "1e12x40"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "9m", "alertname": n, "exp_alerts": []}
+                for n in ("high_cpu_usage", "high_memory_usage")
+            ],
+        }
+    )
+    # Three workers at 0.15 cores each share a 0.5-core limit: 90 %, though each alone is 30 %.
+    workers = [
+        {"series": f'process_cpu_seconds_total{{instance="d",worker="{w}"}}', "values": "0+2.25x40"}
+        for w in (1, 2, 3)
+    ]
+    tests.append(
+        {
+            "interval": "15s",
+            "input_series": [
+                *workers,
+                {"series": 'eventmon_cpu_limit_cores{instance="d"}', "values": "0.5x40"},
+            ],
+            "alert_rule_test": [
+                {
+                    "eval_time": "6m",
+                    "alertname": "high_cpu_usage",
+                    "exp_alerts": _fired(by_name["high_cpu_usage"]),
+                }
+            ],
+        }
+    )
     # ... and the single error's alert clears once the error has left the 1m window.
     db = by_name["database_connection_failure"]
     tests.append(
@@ -188,8 +253,15 @@ def test_translation_details() -> None:
     tr = _translator()
     export = export_rules([AlertRule("a", "not (cpu_usage > 80% and memory_usage >= 90%)")],
                           translator=tr)  # fmt: skip
-    assert "max(100 * rate(process_cpu_seconds_total[1m]) / 2) <= 80" in export
-    assert "max(100 * process_resident_memory_bytes / 1000) < 90" in export
+    cpu = "sum without (worker) (rate(process_cpu_seconds_total[1m]))"
+    rss = "sum without (worker) (process_resident_memory_bytes)"
+    assert f"max(100 * {cpu} / eventmon_cpu_limit_cores) <= 80" in export
+    assert f"max(100 * {rss} / eventmon_memory_limit_bytes) < 90" in export
+    # Figures given to the export are baked in instead.
+    baked = export_rules([AlertRule("a", "cpu_usage > 80% and memory_usage >= 90%")],
+                         translator=PromQLTranslator(cpu_count=2, memory_bytes=1000))  # fmt: skip
+    assert f"max(100 * {cpu} / 2) > 80" in baked
+    assert f"max(100 * {rss} / 1000) >= 90" in baked
     assert " or " in export
     # Thresholds convert to the metric's unit.
     assert "> 1500" in export_rules([AlertRule("b", "avg_response_time > 1.5s")])
@@ -211,6 +283,20 @@ def test_translation_details() -> None:
     assert "max(queue_depth) > 10" in export_rules([AlertRule("g", "queue_depth > 10")],
                                                    translator=gauge)  # fmt: skip
     assert "sum(increase(orders_total[1m])) > 10" in export_rules([AlertRule("g", "orders > 10")])
+
+
+def test_export_bakes_in_no_figure_of_the_exporting_machine(monkeypatch) -> None:
+    """The same rules whichever machine runs the export: each target's own limits."""
+    from eventmon.core import process
+
+    first = export_rules(default_rules())
+    monkeypatch.setattr(process.os, "cpu_count", lambda: 96)
+    monkeypatch.setattr(process.os, "sched_getaffinity", lambda pid: set(range(96)), raising=False)
+    monkeypatch.setattr(process, "total_memory_bytes", lambda: 1 << 40)
+    monkeypatch.setattr(process, "_cached", None)
+    assert export_rules(default_rules()) == first
+    assert "/ eventmon_cpu_limit_cores) > 80" in first
+    assert "/ eventmon_memory_limit_bytes) > 90" in first
 
 
 def test_cli_capacity_rules_are_opt_in(tmp_path: Path, capsys) -> None:

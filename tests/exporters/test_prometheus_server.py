@@ -14,6 +14,10 @@ from typing import Any
 
 import pytest
 
+from eventmon.alerting import default_rules
+from eventmon.alerting.expr import MetricRef
+from eventmon.alerting.promrules import PromQLTranslator, export_rules
+from eventmon.core.process import instance_limits
 from servers import PYTHON, free_port, require_binary, running, stop, wait_for_port
 
 pytestmark = pytest.mark.slow
@@ -43,6 +47,21 @@ def poll(prom_port: int, promql: str, want: Any, timeout: float = 40.0) -> list[
     raise AssertionError(f"{promql} never satisfied the check; last result {result}")
 
 
+def poll_rules(prom_port: int, timeout: float = 40.0) -> list[dict[str, Any]]:
+    """The loaded rules once each has been evaluated at least once."""
+    url = f"http://127.0.0.1:{prom_port}/api/v1/rules"
+    deadline = time.monotonic() + timeout
+    rules: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = json.load(r)
+        rules = [rule for g in body["data"]["groups"] for rule in g["rules"]]
+        if rules and all(r["health"] != "unknown" for r in rules):
+            return rules
+        time.sleep(0.5)
+    raise AssertionError(f"rules never all evaluated: {rules}")
+
+
 def test_prometheus_scrapes_and_histogram_quantile_matches(tmp_path: Path) -> None:
     prometheus = require_binary("prometheus")
     app_port, prom_port = free_port(), free_port()
@@ -58,9 +77,12 @@ def test_prometheus_scrapes_and_histogram_quantile_matches(tmp_path: Path) -> No
         with ThreadPoolExecutor(8) as pool:
             assert set(pool.map(get, paths)) == {200}
 
+        # The exported rules, evaluated by the real server against the real scrape.
+        export_rules(default_rules(capacity=True, scaling=True), tmp_path / "rules.yml")
         config = tmp_path / "prometheus.yml"
         config.write_text(
-            "global:\n  scrape_interval: 1s\n"
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            "rule_files: [rules.yml]\n"
             "scrape_configs:\n"
             "  - job_name: app\n"
             f"    static_configs: [{{targets: ['127.0.0.1:{app_port}']}}]\n"
@@ -99,6 +121,22 @@ def test_prometheus_scrapes_and_histogram_quantile_matches(tmp_path: Path) -> No
             p95_hdr = float(hdr["value"][1])
             # The HDR figure is the real p95 (80 ms plus scheduling), not an interpolation.
             assert 0.080 <= p95_hdr < 0.2, p95_hdr
+
+            # CPU and memory as shares of the target's own exported limits (the app runs
+            # here, so its limits are this process's), matched on the real target labels.
+            limits = instance_limits()
+            [cores] = query(prom_port, 'eventmon_cpu_limit_cores{job="app"}')
+            assert float(cores["value"][1]) == limits.cpu_cores
+            tr = PromQLTranslator()
+            [mem] = query(prom_port, tr.metric(MetricRef("memory_usage", (), 0)))
+            [rss] = query(prom_port, 'process_resident_memory_bytes{job="app"}')
+            share = 100 * float(rss["value"][1]) / limits.memory_bytes
+            assert float(mem["value"][1]) == pytest.approx(share, rel=0.05)
+            [cpu] = poll(prom_port, tr.metric(MetricRef("cpu_usage", (), 0)), lambda r: True)
+            assert 0.0 <= float(cpu["value"][1]) <= 100.0
+            rules = poll_rules(prom_port)
+            assert len(rules) == len(default_rules(capacity=True, scaling=True))
+            assert {r["health"] for r in rules} == {"ok"}, rules
         finally:
             out = stop(proc)
         assert "level=ERROR" not in out, out

@@ -25,8 +25,16 @@ def register(subparsers: Any) -> None:
         help="the collector's histogram bounds in seconds, comma-separated",
     )
     exp.add_argument("--slow-threshold", type=float, default=1.0, metavar="SECONDS")
-    exp.add_argument("--cpu-count", type=int, help="cores per instance (default: this machine)")
-    exp.add_argument("--memory-bytes", type=int, help="memory per instance (default: this one)")
+    exp.add_argument(
+        "--cpu-count",
+        type=int,
+        help="bake in cores per instance (default: each target's eventmon_cpu_limit_cores)",
+    )
+    exp.add_argument(
+        "--memory-bytes",
+        type=int,
+        help="bake in memory per instance (default: each target's eventmon_memory_limit_bytes)",
+    )
     exp.add_argument("--gauge", action="append", default=[], help="a user gauge's name")
     exp.add_argument(
         "--capacity-rules",

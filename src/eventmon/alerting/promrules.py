@@ -20,7 +20,6 @@ since PromQL has no boolean negation of a filter.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -38,7 +37,6 @@ from eventmon.alerting.expr import (
 from eventmon.alerting.metrics import _PCT, BUILTIN_METRICS, SCALE_OUT_GAUGE
 from eventmon.alerting.rules import AlertRule, format_duration, parse_duration
 from eventmon.core.histogram import DEFAULT_BUCKETS
-from eventmon.core.process import total_memory_bytes
 
 __all__ = ["PromQLTranslator", "export_rules", "render_rule_file"]
 
@@ -64,9 +62,11 @@ class PromQLTranslator:
         window: range for ``rate``/``increase`` (``"1m"``).
         buckets: the collector's histogram bounds in seconds.
         slow_threshold: the collector's slow threshold in seconds.
-        cpu_count: cores per instance, to express ``cpu_usage`` as percent of
-            the machine (default: this machine's).
-        memory_bytes: physical memory per instance, for ``memory_usage``.
+        cpu_count: cores per instance for ``cpu_usage``; by default each
+            target's own ``eventmon_cpu_limit_cores`` (its cgroup quota, else
+            its host's CPUs), so no figure of the exporting machine is baked in.
+        memory_bytes: memory per instance for ``memory_usage``; by default each
+            target's ``eventmon_memory_limit_bytes``.
         gauges: names of the app's gauges (read with ``max``); other
             non-built-in names are counters (read with ``increase``).
     """
@@ -77,7 +77,7 @@ class PromQLTranslator:
         window: str = "1m",
         buckets: Sequence[float] = DEFAULT_BUCKETS,
         slow_threshold: float = 1.0,
-        cpu_count: int | None = None,
+        cpu_count: float | None = None,
         memory_bytes: int | None = None,
         gauges: Iterable[str] = (),
     ) -> None:
@@ -85,8 +85,8 @@ class PromQLTranslator:
         self.window = window
         self.buckets = tuple(float(b) for b in buckets)
         self.slow_threshold = float(slow_threshold)
-        self.cpu_count = cpu_count or os.cpu_count() or 1
-        self.memory_bytes = memory_bytes or total_memory_bytes() or 1
+        self.cpu_count = cpu_count
+        self.memory_bytes = memory_bytes
         self.gauges = frozenset(gauges)
 
     # -- one metric
@@ -111,10 +111,17 @@ class PromQLTranslator:
             )
         if n == "active_connections":
             return "sum(http_requests_in_progress)"
+        # Per instance (a pre-fork server's workers summed: they share its limits),
+        # divided by the instance's own limit; the division also keeps out the
+        # process_* series of targets that are not eventmon's.
         if n == "cpu_usage":
-            return f"max(100 * rate(process_cpu_seconds_total[{w}]) / {self.cpu_count})"
+            cpu = f"sum without (worker) (rate(process_cpu_seconds_total[{w}]))"
+            cores = _num(self.cpu_count) if self.cpu_count else "eventmon_cpu_limit_cores"
+            return f"max(100 * {cpu} / {cores})"
         if n == "memory_usage":
-            return f"max(100 * process_resident_memory_bytes / {self.memory_bytes})"
+            rss = "sum without (worker) (process_resident_memory_bytes)"
+            limit = _num(self.memory_bytes) if self.memory_bytes else "eventmon_memory_limit_bytes"
+            return f"max(100 * {rss} / {limit})"
         if n == "memory_rss_bytes":
             return "max(process_resident_memory_bytes)"
         if n == "scale_out_time":

@@ -59,6 +59,8 @@ BUILTIN_FAMILIES: tuple[tuple[str, str], ...] = (
     ("eventmon_internal_errors_total", "counter"),
     ("process_cpu_seconds_total", "counter"),
     ("process_resident_memory_bytes", "gauge"),
+    ("eventmon_cpu_limit_cores", "gauge"),
+    ("eventmon_memory_limit_bytes", "gauge"),
 )
 
 _SUFFIXES = {

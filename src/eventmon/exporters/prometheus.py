@@ -15,7 +15,7 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Protocol
 
 from eventmon.core.histogram import DEFAULT_BUCKETS, DEFAULT_BUCKETS_MS
-from eventmon.core.process import rss_bytes
+from eventmon.core.process import instance_limits, rss_bytes
 from eventmon.core.registry import escape_label_value
 
 if TYPE_CHECKING:
@@ -184,6 +184,22 @@ def render_families(
             add(f"process_resident_memory_bytes{{{lbl}}} {rss}\n")
         else:
             add(f"process_resident_memory_bytes {rss}\n")
+
+    # What the instance may use (its cgroup's limits, else the host's), so that rules
+    # divide CPU and memory by each target's own figure instead of a baked-in number.
+    limits = instance_limits()
+    family(
+        "eventmon_cpu_limit_cores",
+        "gauge",
+        "CPU cores this instance may use (cgroup quota, else the host's CPUs).",
+    )
+    add(f"eventmon_cpu_limit_cores {_num(limits.cpu_cores)}\n")
+    family(
+        "eventmon_memory_limit_bytes",
+        "gauge",
+        "Memory this instance may use (cgroup limit, else the host's RAM).",
+    )
+    add(f"eventmon_memory_limit_bytes {limits.memory_bytes}\n")
 
     for name, per in sorted(collector.counters().items()):
         names = collector.counter_labels(name)
