@@ -44,9 +44,10 @@ CASES: dict[str, tuple[dict[str, str], str, str]] = {
     # fires at once, as in-process: a hold as long as the window would never let it.
     "database_connection_failure": (
         {"db_connection_errors_total": "0 0 0 0 1x36"}, "45s", "1m"),
+    # 1 s is a bucket bound: 90 % of requests at most 1 s means p95 is above it.
     "high_p95_response_time": (
-        {'http_slow_requests_total{method="GET",endpoint="/a"}': "0+10x40",
-         'http_requests_total{method="GET",endpoint="/a",status_code="200"}': "0+100x40"},
+        {'http_request_duration_seconds_bucket{endpoint="/a",le="1.0"}': "0+90x40",
+         'http_request_duration_seconds_count{endpoint="/a"}': "0+100x40"},
         "5m", "5m15s"),
     "low_throughput": (
         {'http_requests_total{method="GET",endpoint="/a",status_code="200"}': "0+60x40"},
@@ -185,6 +186,14 @@ def _unit_tests(rules: list[AlertRule]) -> str:
                     "values": "0+1x40",
                 },
                 {"series": "http_slow_requests_total", "values": "0+1x40"},
+                {
+                    "series": 'http_request_duration_seconds_bucket{endpoint="/a",le="1.0"}',
+                    "values": "0+600x40",
+                },
+                {
+                    "series": 'http_request_duration_seconds_count{endpoint="/a"}',
+                    "values": "0+601x40",
+                },
             ],
             "alert_rule_test": [
                 {"eval_time": "9m", "alertname": n, "exp_alerts": []}
