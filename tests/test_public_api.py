@@ -10,6 +10,7 @@ import eventmon
 
 def test_public_names_are_pinned() -> None:
     assert sorted(eventmon.__all__) == [
+        "AcceleratorWarning",
         "ConfigurationError",
         "DEFAULT_BUCKETS",
         "DEFAULT_BUCKETS_MS",
@@ -45,3 +46,7 @@ def test_exception_tree() -> None:
     assert issubclass(eventmon.RuleError, eventmon.ConfigurationError)
     assert issubclass(eventmon.ConfigurationError, eventmon.EventmonError)
     assert issubclass(eventmon.ConfigurationError, ValueError)
+
+
+def test_the_accelerator_warning_is_a_runtime_warning() -> None:
+    assert issubclass(eventmon.AcceleratorWarning, RuntimeWarning)

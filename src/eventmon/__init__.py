@@ -14,7 +14,12 @@ Prometheus buckets, request counters, and a realtime snapshot::
 
 from __future__ import annotations
 
-from eventmon._exceptions import ConfigurationError, EventmonError, RuleError
+from eventmon._exceptions import (
+    AcceleratorWarning,
+    ConfigurationError,
+    EventmonError,
+    RuleError,
+)
 from eventmon.collector import (
     MetricsCollector,
     SeriesSnapshot,
@@ -43,6 +48,7 @@ def increment_counter(name: str, labels: dict[str, str] | None = None, amount: f
 __all__ = [
     "DEFAULT_BUCKETS",
     "DEFAULT_BUCKETS_MS",
+    "AcceleratorWarning",
     "ConfigurationError",
     "EventmonError",
     "LatencyHistogram",

@@ -6,6 +6,8 @@ Every error eventmon raises on purpose derives from :class:`EventmonError`::
     └── ConfigurationError (also a ValueError)
         └── RuleError          a bad alert rule: syntax, unknown metric, bad duration
 
+and one warning category, :class:`AcceleratorWarning` (a ``RuntimeWarning``).
+
 Configuration errors are raised when something is *defined* (a collector, a
 middleware, a rule), never while a request is being served: the request path and
 background loops log and count their faults instead of raising into the host app.
@@ -13,7 +15,7 @@ background loops log and count their faults instead of raising into the host app
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "EventmonError", "RuleError"]
+__all__ = ["AcceleratorWarning", "ConfigurationError", "EventmonError", "RuleError"]
 
 
 class EventmonError(Exception):
@@ -26,3 +28,12 @@ class ConfigurationError(EventmonError, ValueError):
 
 class RuleError(ConfigurationError):
     """An alert rule cannot be parsed or refers to something that does not exist."""
+
+
+class AcceleratorWarning(RuntimeWarning):
+    """eventmon runs its pure-Python code because its C accelerator was not built.
+
+    Issued once, when eventmon is imported; not when ``EVENTMON_PURE_PYTHON`` is set.
+
+    .. versionadded:: 0.1.0
+    """

@@ -23,14 +23,40 @@ _COMMANDS: tuple[str, ...] = (
 )
 
 
+def version_text() -> str:
+    """What ``eventmon --version`` prints: the version, Python, and the request path in use."""
+    import platform
+
+    from eventmon import __version__
+    from eventmon.core import _native
+
+    return (
+        f"eventmon {__version__} (Python {platform.python_version()})\n"
+        f"accelerator: {_native.describe()}"
+    )
+
+
+class _Version(argparse.Action):
+    # Not action="version": argparse re-wraps that text to the terminal's width.
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eventmon",
         description="Request metrics, alerts and auto-scaling for Python web apps.",
     )
-    from eventmon import __version__
-
-    parser.add_argument("--version", action="version", version=f"eventmon {__version__}")
+    parser.add_argument(
+        "--version", action=_Version, nargs=0, help="show the version and the accelerator in use"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _COMMANDS:
         importlib.import_module(module).register(sub)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import eventmon
+from eventmon.core import _native
 from servers import require_binary
 
 from ._demo import TOKEN, demo
@@ -75,6 +77,10 @@ def test_dashboard_in_chromium_updates_and_shows_firing_alert(artifacts_dir: Pat
             page.click("#endpoints th[data-sort=p95_ms]")
             page.wait_for_selector("#endpoints th.sorted[data-sort=p95_ms]", timeout=5_000)
 
+            # The header names the version and the request path (C, as CI builds it).
+            build = "C accelerator" if _native.speedups is not None else "pure Python"
+            assert page.inner_text("#build") == f"v{eventmon.__version__} · {build}"
+
             shot = artifacts_dir / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
@@ -98,5 +104,29 @@ def test_dashboard_without_token_shows_login(artifacts_dir: Path) -> None:
             page.click("button")
             page.wait_for_selector("#conn.on", timeout=10_000)
             assert page.url.endswith(f"token={TOKEN}")
+        finally:
+            browser.close()
+
+
+def test_dashboard_shows_a_pure_python_build(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # As if installed from source without a compiler: the extension cannot be imported.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['eventmon.core._speedups'] = None\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.delenv("EVENTMON_PURE_PYTHON", raising=False)
+    chromium = require_binary("chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with demo("--no-load") as (_proc, base), sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/eventmon/?token={TOKEN}")
+            page.wait_for_selector("#build[data-accelerator=python]", timeout=10_000)
+            assert page.inner_text("#build") == f"v{eventmon.__version__} · pure Python"
+            title = page.get_attribute("#build", "title") or ""
+            assert "the C extension is not built" in title
         finally:
             browser.close()

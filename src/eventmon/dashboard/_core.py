@@ -21,8 +21,10 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
 
+from eventmon import __version__
 from eventmon._exceptions import ConfigurationError
 from eventmon.collector import MetricsCollector, default_collector
+from eventmon.core._native import ACCELERATOR, REASON
 from eventmon.types import Clock
 
 __all__ = ["API_VERSION", "Dashboard", "Provider", "Response"]
@@ -201,6 +203,10 @@ class Dashboard:
             **{k: (_round(v) if isinstance(v, float) else v) for k, v in rt.to_dict().items()},
             "endpointCount": len(self.collector.endpoints()),
             "uptimeSeconds": _round(time.time() - self.collector.started, 1),
+            # Which eventmon, and whether its C accelerator runs ("c") or not ("python").
+            "version": __version__,
+            "accelerator": ACCELERATOR,
+            "acceleratorReason": REASON,
         }
         with self._lock:
             self._snap = (now, doc)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from itertools import accumulate
 from typing import TYPE_CHECKING, Protocol
 
+from eventmon.core._native import ACCELERATOR
 from eventmon.core.histogram import DEFAULT_BUCKETS, DEFAULT_BUCKETS_MS
 from eventmon.core.process import instance_limits, rss_bytes
 from eventmon.core.registry import escape_label_value
@@ -52,6 +53,8 @@ class MetricsView(Protocol):
     def gauges(self) -> Mapping[str, Mapping[tuple[str, ...], float]]: ...
     def gauge_labels(self, name: str) -> tuple[str, ...]: ...
 
+
+_BUILD_HELP = "eventmon's version and request path: accelerator c (compiled) or python."
 
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -169,6 +172,17 @@ def render_families(
     )
     for where, n in sorted(collector.internal_errors().items()):
         add(f'{sample}{{where="{escape_label_value(where)}"}} {n}\n')
+
+    # Which eventmon answers, and whether its C accelerator runs (a pure-Python
+    # install is slower; this makes it visible where the numbers are read).
+    from eventmon import __version__
+
+    if openmetrics:
+        add(f"# HELP eventmon_build {_BUILD_HELP}\n# TYPE eventmon_build info\n")
+    else:
+        family("eventmon_build_info", "gauge", _BUILD_HELP)
+    build = _labels(("version", "accelerator"), (__version__, ACCELERATOR))
+    add(f"eventmon_build_info{{{build}}} 1\n")
 
     if processes is None:
         times = os.times()

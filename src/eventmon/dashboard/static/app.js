@@ -107,6 +107,16 @@
     $("total-requests").textContent = fmt(s.totalRequests, 0);
     $("endpoint-count").textContent = fmt(s.endpointCount, 0);
     $("uptime").textContent = duration(s.uptimeSeconds);
+    showBuild(s);
+  }
+  function showBuild(s) {
+    var b = $("build");
+    if (!s.version) return;
+    // "python" means the C accelerator is not in use: same numbers, more cost per request.
+    b.textContent = "v" + s.version + " · " + (s.accelerator === "c" ? "C accelerator" : "pure Python");
+    b.dataset.accelerator = s.accelerator;
+    b.title = s.accelerator === "c" ? "request path compiled (C accelerator)"
+      : "pure-Python request path: " + (s.acceleratorReason || "C accelerator not in use");
   }
   function addHistory(s) {
     var last = history[history.length - 1];
