@@ -8,8 +8,8 @@ the pure-Python reference code instead; the two are tested against each other
 
 When the extension is simply missing (eventmon installed from source where no
 compiler was found), importing eventmon warns once with an
-:class:`~eventmon.AcceleratorWarning`: the same numbers come out, at several
-times the cost per request. :data:`ACCELERATOR` (``"c"`` or ``"python"``) and
+:class:`~eventmon.AcceleratorWarning`: the same numbers come out, at two to
+three times the cost per request. :data:`ACCELERATOR` (``"c"`` or ``"python"``) and
 :data:`REASON` say which code runs and why; ``/metrics``
 (``eventmon_build_info``), the dashboard and ``eventmon --version`` show them.
 """
@@ -28,10 +28,10 @@ from eventmon._exceptions import AcceleratorWarning
 
 __all__ = ["ACCELERATOR", "REASON", "cells", "speedups"]
 
-#: What the warning and ``eventmon --version`` say when the extension was not built.
+#: The warning issued when the extension was not built.
 NOT_BUILT = (
     "eventmon's C accelerator is not built: it runs its pure-Python code, with the same"
-    " results at several times the cost per request. Install a Linux wheel, or reinstall"
+    " results at two to three times the cost per request. Install a Linux wheel, or reinstall"
     " from source with a C compiler and the Python headers (e.g. gcc and python3-dev);"
     " set EVENTMON_PURE_PYTHON=1 to choose the Python code and silence this warning."
 )
