@@ -57,6 +57,7 @@ BUILTIN_FAMILIES: tuple[tuple[str, str], ...] = (
     ("http_requests_in_progress", "gauge"),
     ("http_slow_requests_total", "counter"),
     ("eventmon_internal_errors_total", "counter"),
+    ("eventmon_build", "info"),  # eventmon_build_info, a gauge in text 0.0.4
     ("process_cpu_seconds_total", "counter"),
     ("process_resident_memory_bytes", "gauge"),
     ("eventmon_cpu_limit_cores", "gauge"),
@@ -68,6 +69,7 @@ _SUFFIXES = {
     "histogram": ("_bucket", "_sum", "_count", "_created"),
     "summary": ("_sum", "_count", "_created"),
     "gauge": (),
+    "info": ("_info",),
 }
 
 
