@@ -152,6 +152,15 @@ def _scaler(tmp: Path) -> Any:
     return PredictiveScaler(_schedule(), history=HistoryStore(tmp / "traffic.db"))
 
 
+def _flask_client() -> Any:
+    from eventmon.flask import Eventmon
+
+    app = flask_app()
+    app.add_url_rule("/x", "x", lambda: "ok")
+    Eventmon(app)  # on the default collector, the page's `collector`
+    return app.test_client()
+
+
 def _sqlite_pool(tmp: Path) -> Any:
     import sqlalchemy
 
@@ -230,6 +239,7 @@ SETUP: dict[str, list[tuple[str, Setup]]] = {
     ],
     "docs/index.md": [("app.add_middleware(", lambda tmp: {"app": starlette_app()})],
     "docs/scaling.md": [],
+    "docs/troubleshooting.md": [("client.get(", lambda tmp: {"client": _flask_client()})],
 }
 
 # Blocks that end in an exception on purpose: {(page, text in the block): exception name}.
@@ -601,3 +611,34 @@ def test_shell_checks_catch_unknown_flags_and_files() -> None:
         check_command("EVENTMON_NOPE=1 gunicorn app:app", block)
     with pytest.raises(AssertionError, match="no check for 'kubectx'"):
         check_command("kubectx prod", block)
+
+
+# -- the API reference ----------------------------------------------------------------------
+
+API_MODULES = {
+    "eventmon",
+    "eventmon.asgi",
+    "eventmon.wsgi",
+    "eventmon.flask",
+    "eventmon.django",
+    "eventmon.alerting",
+    "eventmon.alerting.notifiers",
+    "eventmon.scaling",
+    "eventmon.exporters.prometheus",
+}
+
+
+def test_api_reference_has_a_page_per_public_module() -> None:
+    import importlib
+
+    pages = sorted((ROOT / "docs" / "api").glob("*.md"))
+    documented = {
+        m for p in pages for m in re.findall(r"^::: ([\w.]+)\s*$", p.read_text(), re.MULTILINE)
+    }
+    assert documented >= API_MODULES, sorted(API_MODULES - documented)
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for page in pages:
+        assert f"api/{page.name}" in nav, f"docs/api/{page.name} is not in mkdocs.yml's nav"
+    for name in documented:
+        module = importlib.import_module(name)
+        assert module.__all__, f"{name} has no __all__: the reference would show nothing"

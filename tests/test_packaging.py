@@ -55,6 +55,7 @@ def test_sdist_has_the_licence_the_c_source_and_the_package_data(sdist: tarfile.
     assert static, "the dashboard has static files"
     needed = {
         "LICENSE",
+        "CHANGELOG.md",
         "README.md",
         "pyproject.toml",
         "setup.py",

@@ -3,8 +3,9 @@
 ``configuration.md`` holds markers like ``<!-- eventmon:signature eventmon.MetricsCollector -->``;
 each is replaced by a table of the object's keyword arguments — name, default, and
 the description from its docstring's ``Args:`` section — read by introspection, so
-the page cannot drift from the code. Pages listed in ``nav`` that do not exist
-(yet) are dropped instead of breaking the strict build.
+the page cannot drift from the code. ``<!-- eventmon:include FILE -->`` is replaced by
+that file of the repository (the changelog page shows ``CHANGELOG.md``). Pages listed in
+``nav`` that do not exist (yet) are dropped instead of breaking the strict build.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 _MARKER = re.compile(r"<!--\s*eventmon:signature\s+([\w.]+)\s*-->")
+_INCLUDE = re.compile(r"<!--\s*eventmon:include\s+([\w./-]+)\s*-->")
 
 
 def _resolve(dotted: str) -> Any:
@@ -102,4 +104,6 @@ def on_config(config: Any) -> Any:
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    root = Path(config["config_file_path"]).parent
+    markdown = _INCLUDE.sub(lambda m: (root / m.group(1)).read_text(), markdown)
     return _MARKER.sub(lambda m: signature_table(m.group(1)), markdown)
