@@ -424,6 +424,7 @@ def test_json_export_example_has_the_real_keys(collector: Any) -> None:
 # Lines that are run (quick, local, no server), by their start. Files they read come from the
 # page's other blocks (see run_shell).
 RUN = (
+    "eventmon --version",
     "python -c ",
     "python benchmarks/forecast_eval.py",
     "eventmon rules export ",
