@@ -3,6 +3,7 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
+import math
 import random
 import threading
 import tracemalloc
@@ -378,3 +379,28 @@ def test_a_counter_and_a_gauge_cannot_share_a_family_name(collector: MetricsColl
         collector.increment_counter("queue_total")
     collector.increment_counter("jobs_total")  # the same counter, by its sample name
     assert collector.counter_value("jobs") == 2
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), -1])
+def test_counters_and_observations_refuse_non_finite_or_negative_values(
+    collector: MetricsCollector, bad: float
+) -> None:
+    collector.increment_counter("jobs")
+    with pytest.raises(ValueError, match="amount must be >= 0 and finite"):
+        collector.increment_counter("jobs", amount=bad)
+    with pytest.raises(ValueError, match="seconds must be a finite number >= 0"):
+        collector.observe("GET", "/x", 200, bad)
+    with pytest.raises(ValueError, match="seconds must be a finite number >= 0"):
+        collector.record_response_time("/x", bad)
+    assert collector.counter_value("jobs") == 1
+    assert collector.series() == []
+    assert collector.slow_requests() == {}
+
+
+def test_gauges_keep_nan_and_infinities(collector: MetricsCollector) -> None:
+    collector.set_gauge("ratio", float("nan"))
+    collector.set_gauge("headroom", float("-inf"), {"pool": "db"})
+    assert math.isnan(collector.gauges()["ratio"][()])
+    assert collector.gauges()["headroom"][("db",)] == -math.inf
+    with pytest.raises(TypeError, match="must be a number"):
+        collector.set_gauge("ratio", "nan")  # type: ignore[arg-type]

@@ -59,6 +59,7 @@ _KNOWN_METHODS = frozenset(
 )
 
 _MICROS = 1_000_000
+_INF = math.inf
 # Past this a thread's pending entries hold over 100 MB before anybody folds them.
 _MAX_JOURNAL_LIMIT = 1_000_000
 
@@ -250,7 +251,10 @@ class MetricsCollector:
         """
         if not isinstance(status_code, int):
             raise TypeError(f"status_code must be an int, got {status_code!r}")
-        slow = seconds > self._slow_threshold  # also refuses a non-number before recording it
+        # One chained comparison: refuses NaN, infinities, negatives and non-numbers.
+        if not 0.0 <= seconds < _INF:
+            raise ValueError(_bad_seconds(seconds))
+        slow = seconds > self._slow_threshold
         try:
             journal = self._journals.local.journal
         except AttributeError:
@@ -283,7 +287,9 @@ class MetricsCollector:
             raise TypeError(f"status must be an int, got {status!r}")
         end = self.clock()
         seconds = end - start
-        token.finished += 1
+        token.finished += 1  # before any refusal: the request is over either way
+        if not 0.0 <= seconds < _INF:
+            raise ValueError(_bad_seconds(seconds))
         entries = token.entries
         entries.append((method, endpoint, status, seconds, end))
         if seconds > self._slow_threshold:
@@ -319,8 +325,11 @@ class MetricsCollector:
         The first call defines the counter's label names; later calls must use
         the same names. Example: ``collector.increment_counter("db_connection_errors")``.
         """
-        if amount < 0:
-            raise ValueError(f"a counter only goes up; amount must be >= 0, got {amount!r}")
+        if not 0 <= amount < _INF:
+            raise ValueError(
+                f"a counter only goes up by a finite amount; amount must be >= 0 and"
+                f" finite, got {amount!r}"
+            )
         label_names, values = _split_labels(labels)
         known = self._counter_help.get(name)
         if known is None:
@@ -347,7 +356,14 @@ class MetricsCollector:
         return entry
 
     def set_gauge(self, name: str, value: float, labels: Mapping[str, str] | None = None) -> None:
-        """Set the gauge ``name`` to ``value`` (not for the request path: takes a lock)."""
+        """Set the gauge ``name`` to ``value`` (not for the request path: takes a lock).
+
+        NaN and ±infinity are kept and exported as Prometheus spells them
+        (``NaN``, ``+Inf``, ``-Inf``).
+        """
+        if isinstance(value, (str, bytes)):
+            raise TypeError(f"gauge {name!r}: value must be a number, got {value!r}")
+        value = float(value)
         label_names, values = _split_labels(labels)
         with self._gauge_lock:
             if name not in self._gauge_help:
@@ -364,7 +380,7 @@ class MetricsCollector:
             series = self._gauges.setdefault(name, {})
             if values not in series and len(series) >= self.max_label_sets:
                 values = tuple(OVERFLOW for _ in values)
-            series[values] = float(value)
+            series[values] = value
 
     @staticmethod
     def _refuse_clash(name: str, kind: str, others: Iterable[str]) -> None:
@@ -701,6 +717,10 @@ def _cut_points(
         slot_of.append(slot)
         bucket_of.append(bucket)
     return cuts, slot_of, bucket_of
+
+
+def _bad_seconds(seconds: object) -> str:
+    return f"seconds must be a finite number >= 0, got {seconds!r}"
 
 
 def _split_labels(labels: Mapping[str, str] | None) -> tuple[tuple[str, ...], tuple[str, ...]]:

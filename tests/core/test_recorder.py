@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import os
 import threading
 import weakref
@@ -147,3 +148,23 @@ def test_journal_type_matches_the_python_one() -> None:
     assert (j.started, j.finished) == (2, 1)
     with pytest.raises(TypeError):
         _speedups.Journal(1)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), -0.001])
+def test_non_finite_or_negative_durations_are_refused_alike(bad: float) -> None:
+    fast, ref, _, _ = _pair()
+    outcomes = []
+    for c in (fast, ref):
+        with pytest.raises(ValueError, match="seconds must be a finite number >= 0") as observe:
+            c.observe("GET", "/x", 200, bad)
+        token = c.begin()
+        # A start after the end (or NaN) makes the duration bad too; the request still
+        # stops being in progress.
+        with pytest.raises(ValueError, match="seconds must be a finite number >= 0") as end:
+            c.end(token, "GET", "/x", 200, bad if math.isnan(bad) else c.clock() - bad)
+        c.observe("GET", "/x", 200, 0.25)  # and the collector carries on
+        outcomes.append(
+            (str(observe.value), str(end.value), c.in_progress(), c.total_requests(), c.series())
+        )
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][2:4] == (0, 1)

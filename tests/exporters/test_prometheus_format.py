@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
+from pathlib import Path
 
 import pytest
 from prometheus_client.openmetrics.parser import (
@@ -12,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from eventmon import MetricsCollector
 from eventmon.core.registry import reserved_name_problem
+from eventmon.exporters.multiprocess import disable, enable
 from eventmon.exporters.prometheus import render
 from servers import require_binary
 
@@ -225,3 +228,63 @@ def test_own_buckets_in_ms_are_all_exported() -> None:
     ]
     buckets = {s.labels["le"]: s.value for s in hist.samples if s.name.endswith("_bucket")}
     assert buckets == {"250.0": 0, "1000.0": 0, "4000.0": 1, "+Inf": 1}
+
+
+def nan_inf_collector() -> MetricsCollector:
+    c = MetricsCollector(slow_hooks=())
+    c.observe("GET", "/a", 200, 0.01)
+    c.set_gauge("ratio", float("nan"))
+    c.set_gauge("headroom", float("inf"), {"pool": "web"})
+    c.set_gauge("headroom", float("-inf"), {"pool": "db"})
+    c.set_gauge("big", 1e300)
+    return c
+
+
+def test_nan_and_infinite_gauges_are_exported_as_prometheus_spells_them() -> None:
+    c = nan_inf_collector()
+    for openmetrics in (False, True):
+        text = render(c, openmetrics=openmetrics).decode()
+        lines = set(text.splitlines())
+        assert {
+            "ratio NaN",
+            'headroom{pool="web"} +Inf',
+            'headroom{pool="db"} -Inf',
+            "big 1e+300",
+        } <= lines
+        parse = openmetrics_families if openmetrics else text_string_to_metric_families
+        values = {(s.name, s.labels.get("pool")): s.value for f in parse(text) for s in f.samples}
+        assert math.isnan(values[("ratio", None)])
+        assert values[("headroom", "web")] == math.inf
+        assert values[("headroom", "db")] == -math.inf
+    check_with_promtool(render(c))
+
+
+def test_nan_gauges_survive_the_worker_merge(tmp_path: Path) -> None:
+    directory = tmp_path / "mp"
+    alive = {1, 2}
+    workers = []
+    for pid in (1, 2):
+        w = MetricsCollector(slow_hooks=())
+        enable(w, directory, identity=(pid, "s"), is_alive=lambda p, _s: p in alive, start=False)
+        workers.append(w)
+    try:
+        workers[0].set_gauge("ratio", float("nan"))
+        workers[1].set_gauge("ratio", float("-inf"))
+        workers[1].observe("GET", "/a", 200, 0.01)
+        workers[1].multiprocess.write()
+        body = render(workers[0])
+        check_with_promtool(body)
+        lines = set(body.decode().splitlines())
+        assert {'ratio{worker="1"} NaN', 'ratio{worker="2"} -Inf'} <= lines
+        # Worker 2 exits: its counts go to the archive, and scrapes keep working.
+        alive.discard(2)
+        workers[1].multiprocess.close(final_write=False)
+        body = render(workers[0])
+        check_with_promtool(body)
+        assert 'ratio{worker="1"} NaN' in body.decode().splitlines()
+        assert 'http_requests_total{method="GET",endpoint="/a",status_code="200"} 1' in (
+            body.decode().splitlines()
+        )
+    finally:
+        for w in workers:
+            disable(w)

@@ -627,6 +627,15 @@ record(RecorderObject *self, JournalObject *journal, PyObject *method, PyObject 
     return 0;
 }
 
+/* A duration the aggregates cannot hold: NaN, an infinity or a negative (which would
+ * make every later scrape fail, or counters go backwards). The Python path's message. */
+static int
+bad_seconds(PyObject *seconds_obj)
+{
+    PyErr_Format(PyExc_ValueError, "seconds must be a finite number >= 0, got %R", seconds_obj);
+    return -1;
+}
+
 static PyObject *
 recorder_begin(RecorderObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -671,8 +680,10 @@ recorder_end(RecorderObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(end_obj);
         return NULL;
     }
-    token->finished++;
-    int rc = record(self, token, args[1], args[2], args[3], seconds_obj, seconds, end_obj);
+    token->finished++;  /* before any refusal: the request is over either way */
+    int rc = (seconds >= 0.0 && seconds < INFINITY)
+        ? record(self, token, args[1], args[2], args[3], seconds_obj, seconds, end_obj)
+        : bad_seconds(seconds_obj);
     Py_DECREF(seconds_obj);
     Py_DECREF(end_obj);
     if (rc < 0)
@@ -693,8 +704,12 @@ recorder_observe(RecorderObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     double seconds = PyFloat_AsDouble(args[3]);
-    if (seconds == -1.0 && PyErr_Occurred())
+    if (!(seconds >= 0.0 && seconds < INFINITY)) {  /* NaN fails both */
+        if (seconds == -1.0 && PyErr_Occurred())
+            return NULL;
+        bad_seconds(args[3]);
         return NULL;
+    }
     JournalObject *j = my_journal(self);
     if (j == NULL)
         return NULL;

@@ -9,6 +9,7 @@ and a real Prometheus server in the test suite.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from itertools import accumulate
@@ -68,8 +69,16 @@ def choose_format(accept: str | None) -> tuple[bool, str]:
 
 
 def _num(v: float) -> str:
-    if v == int(v) and abs(v) < 1e15:
-        return str(int(v))
+    """A sample value as both formats spell it: ``NaN``, ``+Inf`` and ``-Inf`` included."""
+    if v != v:  # noqa: PLR0124 - NaN is the one value unequal to itself
+        return "NaN"
+    if abs(v) < 1e15:
+        if v == int(v):
+            return str(int(v))
+    elif v == math.inf:
+        return "+Inf"
+    elif v == -math.inf:
+        return "-Inf"
     return repr(float(v))
 
 
