@@ -255,7 +255,6 @@ def page_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A clean default collector, cwd in tmp, and every started worker stopped afterwards."""
     import eventmon
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adapters.djapp.settings")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("EVENTMON_TOKEN", "s3cret")
     previous = eventmon.default_collector()

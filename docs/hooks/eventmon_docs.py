@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 _MARKER = re.compile(r"<!--\s*eventmon:signature\s+([\w.]+)\s*-->")
+# Sphinx roles in docstrings (":class:`X`") come out of mkdocstrings as ":class:<code>X</code>".
+_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):<code>(~?)([\w.]+)</code>")
 _INCLUDE = re.compile(r"<!--\s*eventmon:include\s+([\w./-]+)\s*-->")
 
 
@@ -107,3 +109,13 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     root = Path(config["config_file_path"]).parent
     markdown = _INCLUDE.sub(lambda m: (root / m.group(1)).read_text(), markdown)
     return _MARKER.sub(lambda m: signature_table(m.group(1)), markdown)
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
+    """Drop the Sphinx role prefixes from the API reference (``~a.b.C`` shows ``C``)."""
+
+    def code(m: re.Match[str]) -> str:
+        name = m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2)
+        return f"<code>{name}</code>"
+
+    return _ROLE.sub(code, html)
