@@ -135,17 +135,27 @@ def seconds(
     return number(name, value, minimum=minimum, above=above, maximum=MAX_SECONDS, unit="seconds")
 
 
-def bucket_bounds(name: str, values: Iterable[object]) -> tuple[float, ...]:
-    """Histogram bounds: at least one, each a positive finite number, strictly increasing."""
-    bounds = tuple(number(name, v, above=0.0, unit="seconds") for v in values)
+def _bounds(values: Iterable[object]) -> tuple[tuple[float, ...], str | None]:
+    bounds: list[float] = []
+    for v in values:
+        must = _refusal(v, whole=False, unit="seconds", above=0.0)
+        if must is not None:
+            return (), f"each bound {must}, {_got(v)}"
+        bounds.append(float(cast(numbers.Real, v)))
     if not bounds:
-        raise ConfigurationError(f"{name} needs at least one bound")
+        return (), "give at least one bound"
     for a, b in itertools.pairwise(bounds):
         if a >= b:
-            what = "repeats" if a == b else "is out of order at"
-            raise ConfigurationError(
-                f"{name} must be strictly increasing; {what} {b:g} (after {a:g})"
-            )
+            what = f"{b:g} repeats" if a == b else f"{b:g} comes after {a:g}"
+            return (), f"bounds must be strictly increasing; {what}"
+    return tuple(bounds), None
+
+
+def bucket_bounds(name: str, values: Iterable[object]) -> tuple[float, ...]:
+    """Histogram bounds: at least one, each a positive finite number, strictly increasing."""
+    bounds, problem = _bounds(values)
+    if problem is not None:
+        raise ConfigurationError(f"{name}: {problem}")
     return bounds
 
 
@@ -213,7 +223,7 @@ def arg_buckets(text: str) -> tuple[float, ...]:
     """An ``argparse`` type: comma-separated histogram bounds, checked like
     :func:`bucket_bounds`."""
     parts = [p for p in (s.strip() for s in text.split(",")) if p]
-    try:
-        return bucket_bounds("the bounds", (_parse_number(p, whole=False) for p in parts))
-    except ConfigurationError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    bounds, problem = _bounds(_parse_number(p, whole=False) for p in parts)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem.replace("got the string", "got"))
+    return bounds

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 __all__ = ["main"]
 
@@ -49,8 +50,22 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (subcommands inherit it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _one_line(message: str) -> str:
+    # A rule's syntax error points at the column with a caret under a copy of
+    # the condition; on one line the column number says the same.
+    lines = [ln.strip() for ln in message.splitlines()]
+    return " ".join(ln for ln in lines if ln and set(ln) != {"^"})
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="eventmon",
         description="Request metrics, alerts and auto-scaling for Python web apps.",
     )
@@ -78,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from eventmon._exceptions import EventmonError
 
         if isinstance(exc, (EventmonError, OSError)):
-            print(f"eventmon: error: {exc}", file=sys.stderr)
+            print(f"eventmon: error: {_one_line(str(exc))}", file=sys.stderr)
             return 2
         raise
 

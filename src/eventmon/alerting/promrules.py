@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from eventmon._exceptions import RuleError
+from eventmon._validate import bucket_bounds, number
 from eventmon.alerting.expr import (
     And,
     Compare,
@@ -83,8 +84,8 @@ class PromQLTranslator:
     ) -> None:
         parse_duration(window, "window")
         self.window = window
-        self.buckets = tuple(float(b) for b in buckets)
-        self.slow_threshold = float(slow_threshold)
+        self.buckets = bucket_bounds("buckets", buckets)
+        self.slow_threshold = number("slow_threshold", slow_threshold, above=0, unit="seconds")
         self.cpu_count = cpu_count
         self.memory_bytes = memory_bytes
         self.gauges = frozenset(gauges)

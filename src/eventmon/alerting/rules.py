@@ -98,6 +98,9 @@ def _str_map(value: Any, what: str, check_keys: bool) -> dict[str, str]:
     for k, v in value.items():
         if not isinstance(k, str) or (check_keys and not _LABEL.match(k)):
             raise RuleError(f"{what}: {k!r} is not a valid name (letters, digits, _)")
+        # A number reads as text; a list, mapping, yes/no or empty value is a slip.
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+            raise RuleError(f"{what}: {k!r} must be a string (quote it), got {v!r}")
         out[k] = str(v)
     return out
 
@@ -147,7 +150,10 @@ class AlertRule:
             parse_duration(self.keep_firing_for, f"{where}: 'keep_firing_for'"),
         )
         if not isinstance(self.severity, str) or not self.severity.strip():
-            raise RuleError(f"{where}: severity must be a word such as 'warning' or 'critical'")
+            raise RuleError(
+                f"{where}: severity must be a word such as 'warning' or 'critical',"
+                f" got {self.severity!r}"
+            )
         labels = _str_map(self.labels, f"{where}: labels", True)
         if "alertname" in labels:
             raise RuleError(f"{where}: 'alertname' is set from the rule's name; remove the label")
@@ -176,12 +182,17 @@ _KEYS = {"name", "alert", "condition", "expr", "for", "for_", "severity", "label
          "annotations", "keep_firing_for"}  # fmt: skip
 
 
+def _names(keys: Iterable[object]) -> list[str]:
+    # YAML keys need not be strings (``1: x``); sorting mixed types would raise.
+    return sorted(str(k) for k in keys)
+
+
 def rules_from_data(data: Any, source: str = "rules") -> list[AlertRule]:
     """Rules from parsed YAML/TOML: ``{"rules": [{...}, ...]}`` or a bare list."""
     if isinstance(data, Mapping):
         unknown = set(data) - {"rules"}
         if unknown:
-            raise RuleError(f"{source}: unknown top-level key(s) {sorted(unknown)}; use 'rules'")
+            raise RuleError(f"{source}: unknown top-level key(s) {_names(unknown)}; use 'rules'")
         data = data.get("rules", [])
     if not isinstance(data, list):
         raise RuleError(f"{source}: expected a list of rules under 'rules'")
@@ -194,15 +205,19 @@ def rules_from_data(data: Any, source: str = "rules") -> list[AlertRule]:
         unknown = set(item) - _KEYS
         if unknown:
             raise RuleError(
-                f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_KEYS - {'for_'})}"
+                f"{where}: unknown key(s) {_names(unknown)}; allowed: {sorted(_KEYS - {'for_'})}"
             )
         name = item.get("name", item.get("alert"))
         cond = item.get("condition", item.get("expr"))
         if name is None or cond is None:
             raise RuleError(f"{where} needs both 'name' and 'condition'")
+        if not isinstance(name, str):
+            raise RuleError(
+                f"{where}: name must be a string such as 'high_error_rate', got {name!r}"
+            )
         if name in seen:
             raise RuleError(f"{where}: rule name {name!r} is used twice")
-        seen.add(str(name))
+        seen.add(name)
         try:
             out.append(
                 AlertRule(
@@ -247,14 +262,26 @@ def _load_yaml(text: str, source: str) -> Any:
         ) from None
     try:
         return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        # PyYAML's own message spans lines and quotes the text; the position is enough.
+        mark = e.problem_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+        problem = " ".join(str(e.problem or e.context or "cannot be parsed").split())
+        raise RuleError(f"{where}: invalid YAML: {problem}") from None
     except yaml.YAMLError as e:
-        raise RuleError(f"{source}: invalid YAML: {e}") from None
+        raise RuleError(f"{source}: invalid YAML: {' '.join(str(e).split())}") from None
 
 
 def load_rules(path: str | Path) -> list[AlertRule]:
     """Rules from a ``.yaml``/``.yml`` or ``.toml`` file; mistakes raise RuleError."""
     p = Path(path)
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise RuleError(
+            f"{p}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start});"
+            " save the rule file as UTF-8"
+        ) from None
     suffix = p.suffix.lower()
     if suffix == ".toml":
         data = _load_toml(text, str(p))
