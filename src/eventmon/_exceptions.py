@@ -3,8 +3,10 @@
 Every error eventmon raises on purpose derives from :class:`EventmonError`::
 
     EventmonError
-    └── ConfigurationError (also a ValueError)
-        └── RuleError          a bad alert rule: syntax, unknown metric, bad duration
+    ├── ConfigurationError (also a ValueError)
+    │   └── RuleError          a bad alert rule: syntax, unknown metric, bad duration
+    └── MultiprocessDamaged    (eventmon.exporters.multiprocess) a scrape refused
+                               for a moment while a worker rewrites its lost file
 
 and one warning category, :class:`AcceleratorWarning` (a ``RuntimeWarning``).
 

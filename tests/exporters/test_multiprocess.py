@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from eventmon import ConfigurationError, MetricsCollector
-from eventmon.exporters.multiprocess import ENV_DIR, disable, enable
+from eventmon.exporters.multiprocess import ENV_DIR, MultiprocessDamaged, disable, enable
 from eventmon.exporters.prometheus import render, render_families
 
 
@@ -173,16 +174,17 @@ def test_scrape_cost_does_not_grow_with_dead_workers(workers: Workers) -> None:
     assert 0 < archived_series <= len(endpoints)
 
 
-def test_corrupt_file_is_skipped_and_counted(workers: Workers) -> None:
+def test_corrupt_file_is_moved_aside_and_counted(workers: Workers) -> None:
     a = workers.spawn(401)
     _feed(a, 0, 30)
     (workers.directory / "w-402-s.json").write_bytes(b'{"format": 1, "series": [[')
     workers.alive.add(402)
     assert _total(render(a)) == 30
-    assert a.internal_errors().get("multiprocess.read", 0) >= 1
-    workers.alive.discard(402)  # dead and corrupt: moved aside, not merged
+    assert a.internal_errors()["multiprocess.corrupt"] == 1
+    assert not (workers.directory / "w-402-s.json").exists()
+    assert len(list(workers.directory.glob("w-402-s.json.corrupt-*"))) == 1
     assert _total(render(a)) == 30
-    assert (workers.directory / "w-402-s.corrupt").exists()
+    assert a.internal_errors()["multiprocess.corrupt"] == 1  # moved aside: counted once
 
 
 def test_worker_archived_while_alive_is_not_counted_twice(workers: Workers) -> None:
@@ -233,3 +235,278 @@ def test_configuration_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ConfigurationError, match="stale_after"):
         enable(c, tmp_path, interval=1, stale_after=1)
     assert c.multiprocess is None
+
+
+# ----------------------------------------------- configuration checked at start-up
+
+
+@pytest.mark.parametrize("raw", ["inf", "-inf", "nan", "-1", "0", "soon", "1e400"])
+def test_interval_from_the_environment_must_be_finite_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    # inf used to start a writer thread that died at once (Event.wait overflows).
+    monkeypatch.setenv(ENV_DIR, str(tmp_path / "d"))
+    monkeypatch.setenv("EVENTMON_MULTIPROC_INTERVAL", raw)
+    with pytest.raises(ConfigurationError, match="EVENTMON_MULTIPROC_INTERVAL") as info:
+        MetricsCollector(slow_hooks=())
+    assert "\n" not in str(info.value)
+    assert repr(raw) in str(info.value)
+
+
+@pytest.mark.parametrize("interval", [float("inf"), float("nan"), -2.0, "1", True])
+def test_interval_argument_must_be_finite_seconds(tmp_path: Path, interval: object) -> None:
+    c = MetricsCollector(slow_hooks=())
+    with pytest.raises(ConfigurationError, match="interval"):
+        enable(c, tmp_path, interval=interval, start=False)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="stale_after"):
+        enable(c, tmp_path, interval=1.0, stale_after=float("inf"), start=False)
+    assert c.multiprocess is None
+
+
+def test_directory_naming_a_file_fails_at_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a_file = tmp_path / "not-a-dir"
+    a_file.write_text("x")
+    monkeypatch.setenv(ENV_DIR, str(a_file))
+    with pytest.raises(ConfigurationError, match="is a file") as info:
+        MetricsCollector(slow_hooks=())
+    assert "\n" not in str(info.value)
+    # Below a file, too (mkdir's parent is not a directory).
+    monkeypatch.setenv(ENV_DIR, str(a_file / "sub"))
+    with pytest.raises(ConfigurationError, match=ENV_DIR):
+        MetricsCollector(slow_hooks=())
+
+
+def test_world_writable_directory_needs_the_sticky_bit(tmp_path: Path) -> None:
+    d = tmp_path / "shared"
+    d.mkdir()
+    d.chmod(0o777)
+    c = MetricsCollector(slow_hooks=())
+    with pytest.raises(ConfigurationError, match="world-writable"):
+        enable(c, d, start=False)
+    assert c.multiprocess is None
+    d.chmod(0o1777)  # like /tmp: others cannot rename or remove our files
+    enable(c, d, start=False)
+    disable(c)
+
+
+def test_new_directory_is_private(tmp_path: Path) -> None:
+    c = MetricsCollector(slow_hooks=())
+    old = os.umask(0)
+    try:
+        enable(c, tmp_path / "fresh", start=False)
+    finally:
+        os.umask(old)
+    try:
+        c.observe("GET", "/x", 200, 0.01)
+        c.multiprocess.write()
+        assert (tmp_path / "fresh").stat().st_mode & 0o777 == 0o700
+        for p in (tmp_path / "fresh").iterdir():
+            assert p.stat().st_mode & 0o777 == 0o600, p
+    finally:
+        disable(c)
+
+
+# ------------------------------------------------------------ damage heals
+
+
+def _samples(body: bytes) -> dict[str, float]:
+    out = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith(("#", "process_")):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def _never_backwards(scrapes: list[dict[str, float]]) -> None:
+    for before, after in itertools.pairwise(scrapes):
+        for name, value in before.items():
+            if name.startswith(("http_", "db_connection_errors_total")) and "quantile" not in name:
+                assert after.get(name, 0) >= value, name
+
+
+def test_deleted_directory_is_made_again_and_counters_never_go_back(
+    workers: Workers,
+) -> None:
+    a, b, c = workers.spawn(601), workers.spawn(602), workers.spawn(603)
+    _feed(a, 0, 100)
+    _feed(b, 1, 200)
+    _feed(c, 2, 300)
+    b.multiprocess.write()
+    c.multiprocess.write()
+    workers.kill(603)  # archived at the next scrape: only the archive holds c's 300
+    scrapes = [_samples(render(a))]
+    assert _total(render(a)) == 600
+    b.multiprocess._tick()  # b's periodic write also refreshes its copies
+    shutil.rmtree(workers.directory)
+    # a answers: the directory is made again and the archive rebuilt from a's copy;
+    # but b, alive, has not written its file again yet: refused rather than low.
+    with pytest.raises(MultiprocessDamaged, match=r"w-602-s\.json"):
+        render(a)
+    assert a.internal_errors()["multiprocess.damaged"] >= 1
+    assert (workers.directory / "archive.json").exists()
+    # b's next periodic write: its whole state again (not a diff from a baseline).
+    _feed(b, 1, 10)
+    b.multiprocess._tick()
+    assert json.loads(b.multiprocess.path.read_text())["token"] == "w-602-s"
+    scrapes.append(_samples(render(a)))
+    assert _total(render(a)) == 610
+    scrapes.append(_samples(render(b)))
+    assert _total(render(b)) == 610
+    # Deleted again, and this time b answers first: from its own copy of the archive.
+    shutil.rmtree(workers.directory)
+    with pytest.raises(MultiprocessDamaged, match=r"w-601-s\.json"):
+        render(b)
+    a.multiprocess._tick()
+    scrapes.append(_samples(render(b)))
+    assert _total(render(b)) == 610
+    scrapes.append(_samples(render(a)))
+    # And a worker that exits after the damage is archived as usual.
+    d = workers.spawn(604)
+    _feed(d, 0, 5)
+    d.multiprocess.write()
+    workers.kill(604)
+    scrapes.append(_samples(render(a)))
+    assert _total(render(a)) == 615
+    _never_backwards(scrapes)
+    archive = json.loads((workers.directory / "archive.json").read_text())
+    assert set(archive["merged"]) == {"w-603-s", "w-604-s"}
+    assert 'db_connection_errors_total{db="main"} 9' in render(a).decode()  # a 1, b 2+2, c 3, d 1
+
+
+def test_dead_worker_file_lost_with_the_directory_is_archived_from_a_copy(
+    workers: Workers,
+) -> None:
+    a, b = workers.spawn(611), workers.spawn(612)
+    _feed(a, 0, 20)
+    _feed(b, 1, 30)
+    b.multiprocess.write()
+    assert _total(render(a)) == 50  # a merged b's file: it keeps a copy
+    workers.kill(612)  # dead, not yet archived...
+    shutil.rmtree(workers.directory)  # ...and its file is gone
+    assert _total(render(a)) == 50
+    archive = json.loads((workers.directory / "archive.json").read_text())
+    assert archive["merged"] == ["w-612-s"]
+    assert _total(render(a)) == 50
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"format": 1, "series": [["GET", "/x", "200", 5, 0.1, [',  # truncated
+        b"[]",
+        b'{"format": 1, "series": 5}',
+        b'{"format": 1, "series": [["GET", "/x", "200", -5, 0.1, [0,0,0,0,0,0,0]]]}',
+        b'{"format": 1, "series": [["GET", "/x", "200", NaN, 0.1, [0,0,0,0,0,0,0]]]}',
+        b'{"format": 1, "slow": [["GET", "/x", -1]]}',
+        b'{"format": 1, "counters": [["c", [], -2.5]]}',
+        b'{"format": 1, "hdr": {"/x": [3, -1]}}',
+        b'{"format": 1, "errors": {"x": "many"}}',
+        b"\xff\xfe garbage",
+    ],
+    ids=[
+        "truncated",
+        "list",
+        "series-not-list",
+        "negative-count",
+        "nan-count",
+        "negative-slow",
+        "negative-counter",
+        "negative-hdr",
+        "string-count",
+        "binary",
+    ],
+)
+def test_damaged_archive_is_moved_aside_and_rebuilt(workers: Workers, content: bytes) -> None:
+    a, b = workers.spawn(621), workers.spawn(622)
+    _feed(a, 0, 40)
+    _feed(b, 1, 60)
+    b.multiprocess.write()
+    workers.kill(622)
+    before = _samples(render(a))
+    assert _total(render(a)) == 100
+    (workers.directory / "archive.json").write_bytes(content)
+    after = _samples(render(a))  # used to fail here, and at every scrape after
+    assert after == {k: v for k, v in after.items() if k in before}
+    _never_backwards([before, after])
+    assert _total(render(a)) == 100
+    assert a.internal_errors()["multiprocess.corrupt"] == 1
+    assert len(list(workers.directory.glob("archive.json.corrupt-*"))) == 1
+    assert json.loads((workers.directory / "archive.json").read_text())["merged"] == ["w-622-s"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"format": 1, "bounds": [0.0001, 0.005, 0.015, 0.05, 0.1, 0.5], "series": [[',
+        b'{"format": 1, "bounds": [0.0001, 0.005, 0.015, 0.05, 0.1, 0.5], "series": {}}',
+        b'{"format": 1, "bounds": "x"}',
+        b'{"format": 1, "bounds": [0.0001, 0.005, 0.015, 0.05, 0.1, 0.5],'
+        b' "series": [["GET", "/x", "200", 1, -0.5, [1,0,0,0,0,0,0]]]}',
+    ],
+    ids=["truncated", "wrong-shape", "bad-bounds", "negative-sum"],
+)
+def test_damaged_worker_file_heals_when_its_writer_writes(workers: Workers, content: bytes) -> None:
+    a, b = workers.spawn(631), workers.spawn(632)
+    assert list(a.bounds) == [0.0001, 0.005, 0.015, 0.05, 0.1, 0.5]
+    _feed(a, 0, 40)
+    _feed(b, 1, 60)
+    b.multiprocess.write()
+    before = _samples(render(a))
+    (workers.directory / "w-632-s.json").write_bytes(content)
+    # a sets it aside; b lives and has newer figures than a's copy: refused a moment
+    with pytest.raises(MultiprocessDamaged):
+        render(a)
+    assert a.internal_errors()["multiprocess.corrupt"] == 1
+    assert len(list(workers.directory.glob("w-632-s.json.corrupt-*"))) == 1
+    _feed(b, 1, 5)
+    b.multiprocess._tick()
+    after = _samples(render(a))
+    _never_backwards([before, after])
+    assert _total(render(a)) == 105
+    assert _total(render(b)) == 105
+
+
+def test_worker_that_does_not_rewrite_is_shown_from_a_copy_after_a_while(
+    workers: Workers,
+) -> None:
+    a, b = workers.spawn(651), workers.spawn(652)
+    now = [1000.0]
+    a.multiprocess.clock = lambda: now[0]
+    _feed(a, 0, 40)
+    _feed(b, 1, 60)
+    b.multiprocess.write()
+    before = _samples(render(a))
+    (workers.directory / "w-652-s.json").unlink()  # b alive but stuck: never writes
+    with pytest.raises(MultiprocessDamaged):
+        render(a)
+    now[0] += 2.9  # the grace: three intervals (1 s each here)
+    with pytest.raises(MultiprocessDamaged):
+        render(a)
+    now[0] += 0.2
+    assert _samples(render(a)) == before  # b as a last saw it
+
+
+def test_symlinks_and_odd_files_are_never_followed(workers: Workers, tmp_path: Path) -> None:
+    a = workers.spawn(641)
+    _feed(a, 0, 10)
+    a.multiprocess.write()
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    # A link planted where a worker writes its temporary file, or as the archive,
+    # the lock or a worker file: eventmon writes and reads none of them through it.
+    (workers.directory / f".tmp-{a.multiprocess.token}").symlink_to(victim)
+    (workers.directory / ".lock").unlink()
+    (workers.directory / ".lock").symlink_to(victim)
+    (workers.directory / "w-642-s.json").symlink_to(victim)
+    os.mkfifo(workers.directory / "w-643-s.json")  # would block a plain open()
+    workers.alive |= {642, 643}
+    assert _total(render(a)) == 10
+    assert victim.read_text() == "precious"
+    assert a.internal_errors()["multiprocess.corrupt"] == 2
+    assert not (workers.directory / ".lock").is_symlink()
+    for p in workers.directory.iterdir():
+        if not p.name.startswith(("w-642", "w-643")):
+            assert p.stat(follow_symlinks=False).st_mode & 0o777 == 0o600, p

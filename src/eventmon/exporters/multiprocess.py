@@ -19,18 +19,25 @@ Turned on by one setting: the environment variable ``EVENTMON_MULTIPROC_DIR``
 
 Readers hold a shared lock while they read the archive and the worker files, and
 archiving takes the exclusive lock, so a scrape sees a dead worker's counts
-either in its file or in the archive, never in both and never in neither. See
-``docs/multiprocess.md`` for crash safety.
+either in its file or in the archive, never in both and never in neither.
+
+Damage heals: every worker keeps copies of the archive and of the other workers'
+files; a removed directory is made again, a damaged file moved aside, and the
+archive rebuilt from the copies figure by figure (the larger value, never the
+sum). See ``docs/multiprocess.md`` for crash safety and the exact guarantee.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import fcntl
 import json
 import logging
+import math
 import os
+import stat
 import threading
 import time
 import weakref
@@ -39,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eventmon._exceptions import ConfigurationError
+from eventmon._exceptions import ConfigurationError, EventmonError
 from eventmon.collector import SeriesSnapshot
 from eventmon.core.histogram import HdrLayout
 from eventmon.core.process import rss_bytes
@@ -54,6 +61,7 @@ __all__ = [
     "ENV_INTERVAL",
     "MergedView",
     "MultiprocessConfig",
+    "MultiprocessDamaged",
     "WorkerAggregator",
     "disable",
     "enable",
@@ -120,6 +128,192 @@ def process_alive(pid: int, start: str) -> bool:
 def _identity() -> tuple[int, str]:
     pid = os.getpid()
     return pid, _start_ticks(pid) or f"t{time.time_ns()}"
+
+
+# ------------------------------------------------------------------- directory
+
+
+def _prepare_directory(directory: Path) -> None:
+    """Create ``directory`` (mode 0700) or check it at start-up; ConfigurationError if unfit."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = directory.stat()
+    except FileExistsError:
+        raise ConfigurationError(
+            f"{ENV_DIR} must name a directory, but {directory} is a file: point it elsewhere"
+        ) from None
+    except OSError as e:
+        raise ConfigurationError(
+            f"cannot use {directory} for worker aggregation ({e.strerror}): "
+            f"point {ENV_DIR} at a directory this server may create and write"
+        ) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigurationError(
+            f"{ENV_DIR} must name a directory, but {directory} is a file: point it elsewhere"
+        )
+    if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+        # Anyone could replace or plant worker files in it (and the counts with them).
+        raise ConfigurationError(
+            f"{directory} is world-writable without the sticky bit: "
+            f"use a directory private to this server (chmod 700 {directory})"
+        )
+
+
+# ------------------------------------------------------------------ files
+
+
+class MultiprocessDamaged(EventmonError):
+    """A scrape refused for a moment: a live worker's file is lost or damaged.
+
+    Its worker writes it again within ``interval`` (it has all its counts in
+    memory); until then a merged answer could be lower than an earlier one.
+    """
+
+
+class _Corrupt(ValueError):
+    """A file in the directory that is not a state document eventmon wrote."""
+
+
+def _read_file(path: Path) -> bytes:
+    """A regular file's bytes, never through a symlink (FileNotFoundError if absent)."""
+    try:
+        # O_NONBLOCK: a FIFO planted under a worker's name must not hang a scrape.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise _Corrupt("a symbolic link") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _Corrupt("not a regular file")
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, tmp: Path, data: bytes, *, replace: bool = True) -> bool:
+    """Write ``data`` to ``path`` atomically (temp file, then rename), mode 0600.
+
+    With ``replace=False`` an existing ``path`` is left alone (returns False).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, 0o600)
+    except FileExistsError:
+        # Left by a crash, or planted: O_EXCL refused to write through it; start afresh.
+        tmp.unlink()
+        fd = os.open(tmp, flags, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        if replace:
+            os.replace(tmp, path)
+            return True
+        try:
+            os.link(tmp, path)  # fails if path exists: never over a newer version
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # renamed already, or linked, or left by a failed write
+
+
+def _is_count(x: object) -> bool:
+    return type(x) is int and x >= 0
+
+
+def _is_amount(x: object) -> bool:
+    return type(x) in (int, float) and 0 <= x < math.inf  # type: ignore[operator]
+
+
+def _is_strs(xs: object) -> bool:
+    return isinstance(xs, list) and all(type(x) is str for x in xs)
+
+
+def _counts_ok(xs: object, length: int | None = None) -> bool:
+    """A list of non-negative ints (of ``length`` items if given)."""
+    if not isinstance(xs, list) or (length is not None and len(xs) != length):
+        return False
+    return not xs or (type(sum(xs)) is int and min(xs) >= 0)
+
+
+class _OtherBounds(Exception):
+    """A worker file written with other bucket bounds: sound, but not addable."""
+
+
+def _parse(data: bytes, bounds: list[float], nslots: int, *, worker: bool) -> dict[str, Any]:
+    """A state document from ``data``, checked; _Corrupt if it is not one we wrote.
+
+    Checked in full (types, shapes, bucket counts, no negative or non-finite count)
+    so that a damaged file is set aside at once instead of failing every scrape.
+    ``bounds``: the collector's, which a worker file must carry (_OtherBounds if not).
+    """
+    try:
+        state = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise _Corrupt(f"not JSON: {str(e)[:60]}") from None
+    if not isinstance(state, dict) or state.get("format") != _FORMAT:
+        raise _Corrupt("not an eventmon state document")
+    if worker and state.get("bounds") != bounds:
+        theirs = state.get("bounds")
+        if isinstance(theirs, list) and all(type(b) in (int, float) for b in theirs):
+            raise _OtherBounds
+        raise _Corrupt("bad bounds")
+    try:
+        _check(state, len(bounds) + 1, nslots)
+    except (TypeError, ValueError) as e:  # wrong arity or type met while unpacking
+        raise _Corrupt(f"malformed: {str(e)[:60]}") from None
+    return state
+
+
+def _check(state: dict[str, Any], nbuckets: int, nslots: int) -> None:
+    def fail(what: str) -> None:
+        raise _Corrupt(f"bad {what}")
+
+    def items(key: str, kind: type) -> Any:
+        value = state.get(key, kind())
+        if type(value) is not kind:
+            fail(key)
+        return value
+
+    for method, endpoint, status, count, total, buckets in items("series", list):
+        if not (
+            type(method) is str
+            and type(endpoint) is str
+            and type(status) is str
+            and _is_count(count)
+            and _is_amount(total)
+            and _counts_ok(buckets, nbuckets)
+        ):
+            fail("series")
+    for flat in items("hdr", dict).values():
+        if not (_counts_ok(flat) and len(flat) % 2 == 0 and max(flat[::2], default=0) < nslots):
+            fail("hdr")
+    for method, endpoint, n in items("slow", list):
+        if not (type(method) is str and type(endpoint) is str and _is_count(n)):
+            fail("slow")
+    if not all(_is_count(n) for n in items("errors", dict).values()):
+        fail("errors")
+    for key in ("counters", "gauges"):
+        for name, values, v in items(key, list):
+            if not (type(name) is str and _is_strs(values) and type(v) in (int, float)):
+                fail(key)
+            if key == "counters" and not _is_amount(v):
+                fail(key)
+    for key in ("counter_labels", "gauge_labels"):
+        if not all(_is_strs(names) for names in items(key, dict).values()):
+            fail(key)
+    for key in ("cpu", "cpu_exited"):
+        if not _is_amount(state.get(key, 0.0)):
+            fail(key)
+    if not (_is_count(state.get("rss", 0)) and type(state.get("inflight", 0)) is int):
+        fail("process figures")
+    if not _is_strs(items("merged", list)):
+        fail("merged")
 
 
 # ------------------------------------------------------------------ merged state
@@ -208,6 +402,51 @@ class _Merged:
         elif sign > 0:
             self.cpu += state.get("cpu", 0.0) if "token" in state else 0.0
 
+    def empty(self) -> bool:
+        figures = self.series or self.hdr or self.slow or self.errors or self.counters
+        return not (figures or self.merged or self.cpu)
+
+    def join(self, other: _Merged) -> None:
+        """Make every figure the larger of ``self``'s and ``other``'s (never their sum).
+
+        Two copies of the archive each hold a subset of the dead workers' counts:
+        the larger figure is at least either copy and never counts a worker twice.
+        """
+        for key, (count, total, buckets) in other.series.items():
+            acc = self.series.get(key)
+            if acc is None:
+                self.series[key] = [count, total, list(buckets)]
+            else:
+                joined = [max(x, y) for x, y in zip(acc[2], buckets, strict=True)]
+                # count = its buckets' sum, so the histogram stays consistent.
+                acc[:] = [max(acc[0], count, sum(joined)), max(acc[1], total), joined]
+        for endpoint, counts in other.hdr.items():
+            _join_into(self.hdr.setdefault(endpoint, {}), counts)
+        _join_into(self.slow, other.slow)
+        _join_into(self.errors, other.errors)
+        for name, per in other.counters.items():
+            _join_into(self.counters.setdefault(name, {}), per)
+        for name, names in other.counter_labels.items():
+            self.counter_labels.setdefault(name, names)
+        self.cpu = max(self.cpu, other.cpu)
+        seen = set(self.merged)
+        # Tokens only ours are older ones: put them first, where the cap trims.
+        self.merged = [t for t in other.merged if t not in seen] + self.merged
+
+    def covers(self, other: _Merged) -> bool:
+        """True if no figure of ``other`` exceeds ``self``'s (tokens aside)."""
+        for key, (count, total, buckets) in other.series.items():
+            acc = self.series.get(key, [0, 0.0, [0] * len(buckets)])
+            if count > acc[0] or total > acc[1] or any(map(int.__gt__, buckets, acc[2])):
+                return False
+        return (
+            all(_covers(self.hdr.get(ep, {}), h) for ep, h in other.hdr.items())
+            and _covers(self.slow, other.slow)
+            and _covers(self.errors, other.errors)
+            and all(_covers(self.counters.get(n, {}), per) for n, per in other.counters.items())
+            and self.cpu >= other.cpu
+        )
+
     def to_state(self) -> dict[str, Any]:
         """This sum as a state document (the archive's format)."""
         return {
@@ -225,6 +464,16 @@ class _Merged:
             "cpu_exited": self.cpu,
             "merged": self.merged[-_KEEP_MERGED:],
         }
+
+
+def _join_into(acc: dict[Any, Any], other: Mapping[Any, Any]) -> None:
+    for k, v in other.items():
+        if v > acc.get(k, 0):
+            acc[k] = v
+
+
+def _covers(acc: Mapping[Any, Any], other: Mapping[Any, Any]) -> bool:
+    return all(v <= acc.get(k, 0) for k, v in other.items())
 
 
 class MergedView:
@@ -347,8 +596,14 @@ class WorkerAggregator:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._set_identity()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / _LOCK).touch(exist_ok=True)
+        # This worker's copies, to mend the directory if it is damaged: of the
+        # archive (every figure at least that of the last archive seen), and of
+        # each worker file as last merged (bytes, checked when read).
+        self._archive = _Merged()
+        self._archive_bytes = b""
+        self._copies: dict[str, bytes] = {}
+        self._missing: dict[str, float] = {}  # live workers' lost files: since when
+        _prepare_directory(self.directory)
 
     def _set_identity(self) -> None:
         self.pid, self.start_ticks = self._fixed_identity or _identity()
@@ -357,8 +612,8 @@ class WorkerAggregator:
         self._written = False
         self._baseline: _Merged | None = None
         self._hdr_cache: dict[str, tuple[int, list[int]]] = {}
-        self._last_sweep = 0.0
         self._last_state: dict[str, Any] = {}
+        self._fresh: dict[str, Any] | None = None  # the state last written (or tried)
 
     @property
     def token(self) -> str:
@@ -388,10 +643,11 @@ class WorkerAggregator:
 
     def _tick(self) -> None:
         try:
-            self.write()
-            now = self.clock()
-            if now - self._last_sweep >= max(10 * self.config.interval, 5.0):
-                self._last_sweep = now
+            with self._lock:
+                archive_ok = self.write()
+                self._refresh_copies()
+                if not archive_ok:
+                    self._heal()
                 self.sweep()
         except Exception:
             self.collector.internal_error("multiprocess.write")
@@ -419,7 +675,7 @@ class WorkerAggregator:
         self._closed = True
         if final_write:
             try:
-                self.write()
+                self.write(last=True)
             except Exception:
                 self.collector.internal_error("multiprocess.exit")
 
@@ -431,7 +687,7 @@ class WorkerAggregator:
         request a drained worker served. Never raises.
         """
         try:
-            self.write()
+            self.write(last=True)
         except Exception:
             self.collector.internal_error("multiprocess.shutdown")
 
@@ -480,26 +736,41 @@ class WorkerAggregator:
             "rss": rss_bytes(),
         }
 
-    def write(self) -> None:
-        """Write this worker's state file now (atomically)."""
+    def write(self, *, last: bool = False) -> bool:
+        """Write this worker's state file now (atomically).
+
+        Returns False if ``archive.json`` holds less than this worker's copy of it
+        (lost or damaged): the caller heals it (:meth:`_heal`). ``last``: the
+        write at exit, which does not make a removed directory again (the server
+        is stopping and it was cleared; live workers make it again at once).
+        """
         with self._lock:
             state = self.dump()
+            if last and not self.directory.is_dir():
+                raise FileNotFoundError(f"{self.directory} was removed")
+            self._ensure_dir()
             with self._flock(fcntl.LOCK_SH):
-                if self._written and not self.path.exists():
-                    # Archived while alive (stale_after): the archive holds what we
-                    # last wrote; from now on write only what came after it.
-                    self._rebase()
-                    state = self.dump()
+                archive_ok = self._see_archive()
+                if self._written and not os.path.lexists(self.path):
+                    if self.token in self._archive.merged:
+                        # Archived while alive (stale_after): the archive holds what we
+                        # last wrote; from now on write only what came after it.
+                        self._rebase()
+                        state = self.dump()
+                    else:
+                        # Not archived, so removed by something else: write the whole
+                        # state again (it is all in memory).
+                        logger.warning("eventmon: %s vanished; writing it again", self.path)
+                        self.collector.record_internal_error("multiprocess.damaged")
                 if self._baseline is not None:
                     state = self._minus_baseline(state)
+                self._fresh = state
                 data = json.dumps(state, separators=(",", ":")).encode()
-                tmp = self.directory / f".tmp-{self.token}"
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, self.path)
+                _write_file(self.path, self.directory / f".tmp-{self.token}", data)
             self.seq += 1
             self._written = True
             self._last_state = state
+            return archive_ok
 
     def _rebase(self) -> None:
         logger.warning("eventmon: %s was archived while alive; continuing", self.token)
@@ -522,14 +793,127 @@ class WorkerAggregator:
         out["cpu_exited"] = 0.0
         return out
 
+    def _ensure_dir(self) -> None:
+        if not self.directory.is_dir():
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            logger.warning("eventmon: %s was missing; made it again", self.directory)
+            self.collector.record_internal_error("multiprocess.damaged")
+
     @contextlib.contextmanager
     def _flock(self, mode: int) -> Iterator[None]:
-        fd = os.open(self.directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        path = self.directory / _LOCK
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:
+            self._ensure_dir()
+            fd = os.open(path, flags, 0o600)
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            path.unlink()  # a symbolic link planted as the lock file
+            fd = os.open(path, flags, 0o600)
         try:
             fcntl.flock(fd, mode)
             yield
         finally:
             os.close(fd)  # closing releases the lock
+
+    # ------------------------------------------------------------ damage
+
+    def _load(self, path: Path, *, set_aside: bool = False) -> tuple[bytes, dict[str, Any]] | None:
+        """Read and check a worker file: (bytes, state), None if absent.
+
+        Raises _Corrupt (after moving the file aside if ``set_aside``: only under
+        the exclusive lock, when no worker can be replacing it) or _OtherBounds.
+        """
+        c = self.collector
+        try:
+            data = _read_file(path)
+            return data, _parse(data, list(c.bounds), c.layout.counts_len, worker=True)
+        except FileNotFoundError:
+            return None
+        except _Corrupt as e:
+            if set_aside:
+                self._set_aside(path, str(e))
+            raise
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        aside = path.with_name(f"{path.name}.corrupt-{time.time_ns()}")
+        try:
+            path.rename(aside)
+        except FileNotFoundError:
+            return
+        except OSError as e:  # e.g. another user's file in a sticky directory
+            logger.warning("eventmon: %s is damaged (%s) and cannot be moved: %s", path, why, e)
+        else:
+            logger.warning("eventmon: %s is damaged (%s); moved it to %s", path, why, aside.name)
+        self.collector.record_internal_error("multiprocess.corrupt")
+
+    def _see_archive(self, *, set_aside: bool = False) -> bool:
+        """Refresh this worker's copy of the archive; False if the file holds less.
+
+        The copy is what lets a lost or damaged archive be rebuilt: each worker
+        keeps the last archive it read (or the larger of it and its copy, figure by
+        figure), at every periodic write and every scrape. Call with a lock held.
+        """
+        path = self.directory / _ARCHIVE
+        c = self.collector
+        try:
+            data = _read_file(path)
+            if data == self._archive_bytes:
+                return True
+            state = _parse(data, list(c.bounds), c.layout.counts_len, worker=False)
+        except FileNotFoundError:
+            return self._archive.empty()
+        except _Corrupt as e:
+            if set_aside:
+                self._set_aside(path, str(e))
+            return False
+        disk = _Merged()
+        disk.add(state)
+        if disk.covers(self._archive):
+            self._archive, self._archive_bytes = disk, data
+            return True
+        self._archive.join(disk)
+        return False
+
+    def _heal(self, damaged: Sequence[Path] = ()) -> None:
+        """Mend what damage took; never raises (counted).
+
+        Damaged files are moved aside; the archive becomes the larger of it and
+        this worker's copy, figure by figure; a dead worker's file that is gone
+        but not archived is archived from this worker's copy of it. (A live
+        worker's lost file is its own to write again: it has it all in memory.)
+        """
+        try:
+            with self._lock, self._flock(fcntl.LOCK_EX):
+                for path in damaged:
+                    with contextlib.suppress(_Corrupt, _OtherBounds):
+                        self._load(path, set_aside=True)
+                self._sweep_locked(self._dead(), force=True)
+        except Exception:
+            self.collector.internal_error("multiprocess.heal")
+
+    def _refresh_copies(self) -> None:
+        """Copy every other worker's file (bytes that look whole), at each periodic write.
+
+        Reading is cheap next to writing (no parsing; checked only if ever used).
+        A file that is gone but not archived keeps its last copy.
+        """
+        copies: dict[str, bytes] = {}
+        for entry in os.scandir(self.directory):
+            name = entry.name
+            if name.startswith("w-") and name.endswith(".json") and name != self.path.name:
+                with contextlib.suppress(OSError, _Corrupt):
+                    data = _read_file(Path(entry.path))
+                    if data.startswith(b'{"format":') and data.endswith(b"}"):
+                        copies[name] = data
+        archived = set(self._archive.merged)
+        for name, data in self._copies.items():
+            if name not in copies and name[:-5] not in archived:
+                copies[name] = data
+        self._copies = copies
 
     # ------------------------------------------------------------ archiving
 
@@ -543,106 +927,179 @@ class WorkerAggregator:
                 continue
             if name == self.path.name:
                 continue
-            parts = name[2:-5].split("-")
-            try:
-                pid, start = int(parts[0]), parts[1]
-            except (IndexError, ValueError):
+            owner = _owner(name)
+            if owner is None:
                 continue
-            if not self.is_alive(pid, start):
+            if not self.is_alive(*owner):
                 dead.append(Path(entry.path))
             elif stale is not None:
                 with contextlib.suppress(FileNotFoundError):
-                    if now - entry.stat().st_mtime > stale:
+                    if now - entry.stat(follow_symlinks=False).st_mtime > stale:
                         dead.append(Path(entry.path))
         return dead
 
     def sweep(self) -> int:
         """Merge dead workers' files into the archive; returns how many."""
-        dead = self._dead()
-        if not dead:
-            return 0
+        with self._lock:
+            dead = self._dead()
+            if not dead:
+                return 0
+            with self._flock(fcntl.LOCK_EX):
+                return self._sweep_locked(dead)
+
+    def _sweep_locked(self, dead: list[Path], *, force: bool = False) -> int:
+        """Archive ``dead`` (under the exclusive lock); ``force``: also mend the archive."""
+        disk_ok = self._see_archive(set_aside=True)
+        archive = _Merged()
+        archive.join(self._archive)
+        already = set(archive.merged)
+        if force:
+            # Dead workers' files lost with the directory, as this worker last read them.
+            for name in self._copies:
+                owner = _owner(name)
+                path = self.directory / name
+                if owner and not self.is_alive(*owner) and not os.path.lexists(path):
+                    dead.append(path)
         done = 0
-        with self._flock(fcntl.LOCK_EX):
-            archive = _Merged()
-            archive.add(self._read_archive())
-            already = set(archive.merged)
-            to_remove = []
-            for path in dead:
-                try:
-                    state = json.loads(path.read_bytes())
-                except FileNotFoundError:
-                    continue  # another worker archived it first
-                except ValueError:
-                    self.collector.internal_error("multiprocess.corrupt")
-                    path.replace(path.with_suffix(".corrupt"))
-                    continue
-                token = state.get("token", path.stem)
-                if token not in already:
-                    archive.add(state)
-                    archive.merged.append(token)
-                    already.add(token)
-                to_remove.append(path)
-            if to_remove:
-                self._write_archive(archive.to_state())
-                for path in to_remove:
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
-                    with contextlib.suppress(FileNotFoundError):
-                        (self.directory / f".tmp-{path.stem}").unlink()
-                    done += 1
+        to_remove = []
+        for path in dead:
+            try:
+                loaded = self._load(path, set_aside=True)
+            except _OtherBounds:
+                self._set_aside(path, "other bucket bounds")
+                loaded = None
+            except _Corrupt:
+                loaded = None
+            token = path.name[:-5]
+            if token in already:
+                to_remove.append(path)  # archived before the file was removed
+                continue
+            state = loaded[1] if loaded is not None else self._copy_of(path.name)
+            if state is None:
+                continue
+            archive.add(state)
+            archive.merged.append(token)
+            already.add(token)
+            to_remove.append(path)
+        if to_remove or not disk_ok:
+            if not archive.empty():
+                data = json.dumps(archive.to_state(), separators=(",", ":")).encode()
+                tmp = self.directory / f".tmp-archive-{self.pid}"
+                _write_file(self.directory / _ARCHIVE, tmp, data)
+                self._archive, self._archive_bytes = archive, data
+            for path in to_remove:
+                self._copies.pop(path.name, None)
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                with contextlib.suppress(FileNotFoundError):
+                    (self.directory / f".tmp-{path.stem}").unlink()
+                done += 1
         return done
 
-    def _read_archive(self) -> dict[str, Any]:
-        # Read afresh every time: a cache keyed on inode, size and mtime can be
-        # fooled by inode reuse within one coarse mtime tick, and a stale archive
-        # written back would lose counts.
-        try:
-            state: dict[str, Any] = json.loads((self.directory / _ARCHIVE).read_bytes())
-        except FileNotFoundError:
-            return {}
-        return state
+    @property
+    def _grace(self) -> float:
+        # How long a scrape waits for a live worker to rewrite its lost file.
+        return max(3 * self.config.interval, 1.0)
 
-    def _write_archive(self, state: dict[str, Any]) -> None:
-        tmp = self.directory / f".tmp-archive-{self.pid}"
-        with open(tmp, "wb") as f:
-            f.write(json.dumps(state, separators=(",", ":")).encode())
-        os.replace(tmp, self.directory / _ARCHIVE)
+    def _copy_of(self, name: str) -> dict[str, Any] | None:
+        data = self._copies.get(name)
+        if data is None:
+            return None
+        c = self.collector
+        return _parse(data, list(c.bounds), c.layout.counts_len, worker=True)
 
     # -------------------------------------------------------------- reading
 
     def scrape(self) -> tuple[MergedView, list[ProcessSample]]:
         """Write this worker's file, archive dead workers, merge everything."""
-        self.write()
-        self.sweep()
-        merged = self.merge()
-        return merged, merged.processes()
+        with self._lock:
+            try:
+                self.write()
+                self.sweep()
+            except Exception:
+                # The merge below still shows this worker's counts (from memory)
+                # and the others' (their files, or this worker's copies of them).
+                self.collector.internal_error("multiprocess.write")
+            merged = self.merge()
+            return merged, merged.processes()
 
     def view(self) -> MergedView:
         """Every worker merged (for exporters); same as a scrape's."""
         return self.scrape()[0]
 
     def merge(self) -> MergedView:
-        """Merge the archive and every live worker's file (no writing, no archiving)."""
-        c = self.collector
-        merged = _Merged()
-        with self._flock(fcntl.LOCK_SH):
-            merged.add(self._read_archive())
-            names = sorted(
-                e.name
-                for e in os.scandir(self.directory)
-                if e.name.startswith("w-") and e.name.endswith(".json")
-            )
-            for name in names:
-                try:
-                    state = json.loads((self.directory / name).read_bytes())
-                except (FileNotFoundError, ValueError):
-                    c.internal_error("multiprocess.read")
-                    continue
-                if state.get("bounds") != list(c.bounds):
-                    c.record_internal_error("multiprocess.bounds_mismatch")
-                    continue
-                merged.add(state, live=True)
-        return MergedView(merged, c.bounds, c.quantiles, c.layout)
+        """Merge the archive and every worker's file (no writing; mends damage it finds).
+
+        Never below what this worker merged before, whatever happened to the
+        files: a missing or damaged one is replaced by the copy kept from the
+        last merge, until its worker rewrites it or it is archived.
+        """
+        with self._lock:
+            c = self.collector
+            merged = _Merged()
+            damaged: list[Path] = []
+            copies: dict[str, bytes] = {}
+            with self._flock(fcntl.LOCK_SH):
+                heal = not self._see_archive()
+                merged.join(self._archive)
+                archived = set(self._archive.merged)
+                names = sorted(
+                    e.name
+                    for e in os.scandir(self.directory)
+                    if e.name.startswith("w-") and e.name.endswith(".json")
+                )
+                for name in names:
+                    if name == self.path.name:
+                        continue
+                    try:
+                        loaded = self._load(self.directory / name)
+                    except _OtherBounds:
+                        c.record_internal_error("multiprocess.bounds_mismatch")
+                        continue
+                    except _Corrupt:
+                        damaged.append(self.directory / name)
+                        loaded = None
+                    if loaded is not None:
+                        copies[name] = loaded[0]
+                        merged.add(loaded[1], live=True)
+                now = self.clock()
+                waiting = []
+                for name, data in self._copies.items():
+                    if name in copies or name[:-5] in archived:
+                        continue
+                    # Gone or damaged, and not archived: from this worker's copy.
+                    heal = True
+                    copies[name] = data
+                    owner = _owner(name)
+                    alive = owner is not None and self.is_alive(*owner)
+                    if alive and now - self._missing.setdefault(name, now) < self._grace:
+                        waiting.append(name)  # its writer has newer figures: wait for them
+                        continue
+                    with contextlib.suppress(_Corrupt, _OtherBounds):
+                        merged.add(self._copy_of(name) or {}, live=alive)
+                self._missing = {k: v for k, v in self._missing.items() if k in waiting}
+                if self._fresh is not None:
+                    merged.add(self._fresh, live=True)
+                self._copies = copies
+            if heal or damaged:
+                self._heal(damaged)
+            if waiting:
+                # Answering now would show less than an earlier scrape may have:
+                # a failed scrape is a gap to Prometheus, a lower one a reset.
+                raise MultiprocessDamaged(
+                    f"worker file(s) {', '.join(sorted(waiting))} lost or damaged; "
+                    f"their workers write them again within {self.config.interval:g} s"
+                )
+            return MergedView(merged, c.bounds, c.quantiles, c.layout)
+
+
+def _owner(name: str) -> tuple[int, str] | None:
+    """(pid, start) of a worker file's name ``w-<pid>-<start>[-g<n>].json``."""
+    parts = name[2:-5].split("-")
+    try:
+        return int(parts[0]), parts[1]
+    except (IndexError, ValueError):
+        return None
 
 
 # --------------------------------------------------------------- enable/disable
@@ -702,10 +1159,18 @@ def enable(
         try:
             interval = float(raw)
         except ValueError:
-            raise ConfigurationError(f"{ENV_INTERVAL} must be seconds > 0, got {raw!r}") from None
-    if not interval > 0:
-        raise ConfigurationError(f"interval must be seconds > 0, got {interval!r}")
-    if stale_after is not None and not stale_after > 2 * interval:
+            interval = math.nan
+        if not (math.isfinite(interval) and interval > 0):
+            raise ConfigurationError(
+                f"{ENV_INTERVAL} must be a finite number of seconds > 0 (e.g. 1), got {raw!r}"
+            )
+    if not _positive_seconds(interval):
+        raise ConfigurationError(
+            f"interval must be a finite number of seconds > 0, got {interval!r}"
+        )
+    if stale_after is not None and not (
+        _positive_seconds(stale_after) and stale_after > 2 * interval
+    ):
         raise ConfigurationError(
             f"stale_after must exceed twice the interval ({2 * interval} s), got {stale_after!r}"
         )
@@ -724,6 +1189,16 @@ def enable(
     if start:
         agg.start()
     return agg
+
+
+def _positive_seconds(value: object) -> bool:
+    # A bool is an int; inf would make the writer's Event.wait overflow and the thread die.
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def disable(collector: MetricsCollector) -> None:
