@@ -398,8 +398,8 @@ def test_dead_worker_file_lost_with_the_directory_is_archived_from_a_copy(
         b'{"format": 1, "series": [["GET", "/x", "200", 5, 0.1, [',  # truncated
         b"[]",
         b'{"format": 1, "series": 5}',
-        b'{"format": 1, "series": [["GET", "/x", "200", -5, 0.1, [0,0,0,0,0,0,0]]]}',
-        b'{"format": 1, "series": [["GET", "/x", "200", NaN, 0.1, [0,0,0,0,0,0,0]]]}',
+        b'{"format": 1, "series": [["GET", "/x", "200", -5, 0.1, ZEROS]]}',
+        b'{"format": 1, "series": [["GET", "/x", "200", NaN, 0.1, ZEROS]]}',
         b'{"format": 1, "slow": [["GET", "/x", -1]]}',
         b'{"format": 1, "counters": [["c", [], -2.5]]}',
         b'{"format": 1, "hdr": {"/x": [3, -1]}}',
@@ -427,7 +427,8 @@ def test_damaged_archive_is_moved_aside_and_rebuilt(workers: Workers, content: b
     workers.kill(622)
     before = _samples(render(a))
     assert _total(render(a)) == 100
-    (workers.directory / "archive.json").write_bytes(content)
+    zeros = json.dumps([0] * (len(a.bounds) + 1)).encode()
+    (workers.directory / "archive.json").write_bytes(content.replace(b"ZEROS", zeros))
     after = _samples(render(a))  # used to fail here, and at every scrape after
     assert after == {k: v for k, v in after.items() if k in before}
     _never_backwards([before, after])
@@ -440,21 +441,22 @@ def test_damaged_archive_is_moved_aside_and_rebuilt(workers: Workers, content: b
 @pytest.mark.parametrize(
     "content",
     [
-        b'{"format": 1, "bounds": [0.0001, 0.005, 0.015, 0.05, 0.1, 0.5], "series": [[',
-        b'{"format": 1, "bounds": [0.0001, 0.005, 0.015, 0.05, 0.1, 0.5], "series": {}}',
+        b'{"format": 1, "bounds": BOUNDS, "series": [[',
+        b'{"format": 1, "bounds": BOUNDS, "series": {}}',
         b'{"format": 1, "bounds": "x"}',
-        b'{"format": 1, "bounds": [0.0001, 0.005, 0.015, 0.05, 0.1, 0.5],'
-        b' "series": [["GET", "/x", "200", 1, -0.5, [1,0,0,0,0,0,0]]]}',
+        b'{"format": 1, "bounds": BOUNDS, "series": [["GET", "/x", "200", 0, -0.5, ZEROS]]}',
     ],
     ids=["truncated", "wrong-shape", "bad-bounds", "negative-sum"],
 )
 def test_damaged_worker_file_heals_when_its_writer_writes(workers: Workers, content: bytes) -> None:
     a, b = workers.spawn(631), workers.spawn(632)
-    assert list(a.bounds) == [0.0001, 0.005, 0.015, 0.05, 0.1, 0.5]
     _feed(a, 0, 40)
     _feed(b, 1, 60)
     b.multiprocess.write()
     before = _samples(render(a))
+    zeros = json.dumps([0] * (len(a.bounds) + 1)).encode()
+    bounds = json.dumps(list(a.bounds)).encode()
+    content = content.replace(b"BOUNDS", bounds).replace(b"ZEROS", zeros)
     (workers.directory / "w-632-s.json").write_bytes(content)
     # a sets it aside; b lives and has newer figures than a's copy: refused a moment
     with pytest.raises(MultiprocessDamaged):
