@@ -181,7 +181,10 @@ Setup = Callable[[Path], dict[str, Any]]
 SETUP: dict[str, list[tuple[str, Setup]]] = {
     "README.md": [
         ("app.add_middleware(", lambda tmp: {"app": starlette_app()}),
-        ("Eventmon(app)", lambda tmp: {"app": flask_app(), "MIDDLEWARE": ["x.Middleware"]}),
+        (
+            "Eventmon(app)",
+            lambda tmp: {"app": flask_app(), "MIDDLEWARE": ["x.Middleware"], "INSTALLED_APPS": []},
+        ),
         (
             "AlertEngine(collector",
             lambda tmp: {

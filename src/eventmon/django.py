@@ -20,7 +20,8 @@ import path), ``metrics_path`` (default ``"/metrics"``; ``None`` to serve the
 page with :func:`metrics_view` from ``urls.py`` instead), ``exclude_paths``,
 ``unit``, ``dashboard`` (``True``, or a :class:`eventmon.dashboard.Dashboard` or
 its dotted path: the built-in dashboard, served by the middleware under its
-prefix and not recorded) and ``dashboard_token`` (with ``dashboard: True``).
+prefix and not recorded), ``dashboard_token`` (with ``dashboard: True``) and
+``database_metrics`` (with ``"eventmon"`` in ``INSTALLED_APPS``: :mod:`eventmon.apps`).
 Reading them touches no database.
 """
 
@@ -42,8 +43,17 @@ from eventmon.core.registry import UNMATCHED
 
 __all__ = ["EventmonMiddleware", "metrics_view"]
 
+# database_metrics is read by the eventmon app (eventmon.apps), not the middleware.
 _KEYS = frozenset(
-    {"collector", "metrics_path", "exclude_paths", "unit", "dashboard", "dashboard_token"}
+    {
+        "collector",
+        "metrics_path",
+        "exclude_paths",
+        "unit",
+        "dashboard",
+        "dashboard_token",
+        "database_metrics",
+    }
 )
 CLIENT_CLOSED = 499
 

@@ -60,3 +60,19 @@ def test_django_example() -> None:
     assert 'endpoint="/events/<int:event_id>",status_code="404"} 1' in out
     assert 'endpoint="/events/<int:event_id>/tickets.csv",status_code="200"} 1' in out
     assert "/health" not in out
+    assert "db_connection_errors_total 0" in out  # the eventmon app is installed
+
+
+def test_django_example_passes_manage_py_check() -> None:
+    project = EXAMPLES / "django_project"
+    out = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=project,
+        env={"PYTHONPATH": f"{ROOT / 'src'}:{project}", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "System check identified no issues" in out.stdout
