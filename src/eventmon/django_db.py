@@ -17,8 +17,8 @@ Counting never raises into the app: a fault is logged and counted as an internal
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, connections
@@ -36,6 +36,7 @@ QUERY_SECONDS = "db_query_seconds"
 QUERY_ERRORS = "db_query_errors"
 #: errors that mean the database could not be reached (not a bad statement)
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
+_Key = tuple[str, tuple[str]]  # (counter name, label values), as the collector files it
 
 
 class DatabaseMetrics:
@@ -43,6 +44,11 @@ class DatabaseMetrics:
 
     def __init__(self, collector: MetricsCollector) -> None:
         self.collector = collector
+        # Per alias, the keys the collector's lock-free counter files these series
+        # under. increment_counter's checks (about 9 us here) run once per alias in
+        # _learn; a statement then costs two dict updates on this thread's cell.
+        self._keys: dict[str, tuple[_Key, _Key, _Key]] = {}
+        self._inc = collector._counters.inc
         collector.define_counter(QUERIES, "Database statements executed.", ("database",))
         collector.define_counter(
             QUERY_SECONDS, "Seconds spent executing statements.", ("database",)
@@ -66,7 +72,7 @@ class DatabaseMetrics:
             try:
                 ensure()
             except CONNECTION_ERRORS:
-                self._count(DB_CONNECTION_ERRORS, None)
+                self._connection_error()
                 raise
 
         ensure_connection._eventmon = True  # type: ignore[attr-defined]
@@ -81,38 +87,48 @@ class DatabaseMetrics:
         many: bool,
         context: dict[str, Any],
     ) -> Any:
-        start = time.perf_counter()
+        start = perf_counter()
         try:
             return execute(sql, params, many, context)
         except BaseException as e:
             self._failed(context["connection"], e)
             raise
         finally:
-            self._done(context["connection"].alias, time.perf_counter() - start)
+            seconds = perf_counter() - start
+            try:
+                alias = context["connection"].alias
+                keys = self._keys.get(alias) or self._learn(alias)
+                inc = self._inc
+                inc(keys[0], 1)
+                inc(keys[1], seconds)
+            except Exception:
+                self._fault()
 
-    def _done(self, alias: str, seconds: float) -> None:
-        try:
-            labels = {"database": alias}
-            self.collector.increment_counter(QUERIES, labels)
-            self.collector.increment_counter(QUERY_SECONDS, labels, max(seconds, 0.0))
-        except Exception:
-            self._fault()
+    def _learn(self, alias: str) -> tuple[_Key, _Key, _Key]:
+        labels = {"database": alias}
+        for name in (QUERIES, QUERY_SECONDS, QUERY_ERRORS):
+            # Through the public call once: checks the labels, exports the series at 0.
+            self.collector.increment_counter(name, labels, 0)
+        keys = ((QUERIES, (alias,)), (QUERY_SECONDS, (alias,)), (QUERY_ERRORS, (alias,)))
+        self._keys[alias] = keys
+        return keys
 
     def _failed(self, connection: Any, error: BaseException) -> None:
         try:
             if not isinstance(error, Exception):
                 return  # KeyboardInterrupt, a cancelled task: not the database's doing
-            self._count(QUERY_ERRORS, connection.alias)
+            alias = connection.alias
+            self._inc((self._keys.get(alias) or self._learn(alias))[2], 1)
             if isinstance(error, InterfaceError) or (
                 isinstance(error, OperationalError) and _lost(connection)
             ):
-                self._count(DB_CONNECTION_ERRORS, None)
+                self._connection_error()
         except Exception:
             self._fault()
 
-    def _count(self, name: str, alias: str | None) -> None:
+    def _connection_error(self) -> None:
         try:
-            self.collector.increment_counter(name, None if alias is None else {"database": alias})
+            self.collector.increment_counter(DB_CONNECTION_ERRORS)
         except Exception:
             self._fault()
 
