@@ -128,3 +128,61 @@ def test_database_metrics_can_be_turned_off(tmp_path: Path) -> None:
     assert "db_queries/default" not in probe["after_unreachable"]
     # The engine's rule still exports the counter, but nothing counts into it.
     assert probe["after_unreachable"]["db_connection_errors"] == 0
+
+
+# -- the wrapper alone, in this process: how errors are told apart, and faults contained
+
+
+class FakeConnection:
+    """What the wrapper reads of a DatabaseWrapper: its alias and the driver's connection."""
+
+    def __init__(self, closed: int | None) -> None:
+        self.alias = "main"
+        self.connection = None if closed is None else type("Raw", (), {"closed": closed})()
+
+
+def statement(metrics: Any, connection: FakeConnection, error: BaseException | None) -> Any:
+    def execute(sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+        if error is not None:
+            raise error
+        return "rows"
+
+    return metrics(execute, "SELECT 1", None, False, {"connection": connection})
+
+
+@pytest.mark.parametrize(
+    ("error", "closed", "connection_errors"),
+    [
+        ("OperationalError", 2, 1),  # psycopg: the server went away under the statement
+        ("OperationalError", 0, 0),  # a lock timeout, a missing table: the link is fine
+        ("InterfaceError", 0, 1),  # the driver's connection is unusable
+        ("ProgrammingError", 2, 0),  # a bad statement is never a connection error
+    ],
+)
+def test_which_statement_errors_are_connection_errors(
+    collector: Any, error: str, closed: int, connection_errors: int
+) -> None:
+    from django import db
+
+    from eventmon.django_db import DatabaseMetrics
+
+    metrics = DatabaseMetrics(collector)
+    with pytest.raises(getattr(db, error)):
+        statement(metrics, FakeConnection(closed), getattr(db, error)("x"))
+    assert collector.counter_value("db_query_errors", {"database": "main"}) == 1
+    assert collector.counter_value("db_queries", {"database": "main"}) == 1
+    assert collector.counter_value("db_connection_errors") == connection_errors
+
+
+def test_a_fault_while_counting_never_reaches_the_app(collector: Any, caplog: Any) -> None:
+    from eventmon.django_db import DatabaseMetrics
+
+    metrics = DatabaseMetrics(collector)
+
+    def broken(key: Any, amount: float) -> None:
+        raise RuntimeError("counter broken")
+
+    metrics._inc = broken
+    assert statement(metrics, FakeConnection(0), None) == "rows"
+    assert collector.internal_errors() == {"django.db": 1}
+    assert "counting a database metric failed" in caplog.text
