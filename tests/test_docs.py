@@ -90,6 +90,7 @@ PLACEHOLDERS: list[tuple[str, str, str]] = [
     ("docs/multiprocess.md", '"/run/myapp/eventmon"', '"{tmp}/eventmon"'),
     ("docs/alerts.md", "routes=...", "routes=[]"),
     ("docs/getting-started.md", "routes=[...]", "routes=[]"),
+    ("docs/deployment.md", '9464, host="0.0.0.0"', '0, host="127.0.0.1"'),
 ]
 
 
@@ -233,6 +234,7 @@ SETUP: dict[str, list[tuple[str, Setup]]] = {
             },
         ),
     ],
+    "docs/deployment.md": [("start_metrics_server(", lambda tmp: {"app": starlette_app()})],
     "docs/frameworks.md": [
         ("EventmonMiddleware(app)", lambda tmp: {"app": wsgi_app}),
     ],
@@ -260,6 +262,7 @@ def page_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("EVENTMON_TOKEN", "s3cret")
+    monkeypatch.setenv("METRICS_TOKEN", "m3trics-token")
     previous = eventmon.default_collector()
     fresh = eventmon.MetricsCollector()
     eventmon.set_default_collector(fresh)

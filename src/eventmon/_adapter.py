@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+from eventmon._auth import bearer_credentials, check_token, token_matches
 from eventmon._exceptions import ConfigurationError
 from eventmon.collector import MetricsCollector, default_collector
 from eventmon.exporters.prometheus import choose_format, render
 
 __all__ = [
     "AdapterOptions",
+    "MetricsPage",
     "check_endpoint_resolver",
     "metrics_response",
     "resolve_collector",
@@ -26,12 +28,13 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class AdapterOptions:
-    """Where metrics are served, which paths are not recorded, the exposition unit."""
+    """Where metrics are served and who may read them, which paths are not recorded, the unit."""
 
     metrics_path: str | None = "/metrics"
     exclude_exact: frozenset[str] = frozenset()
     exclude_prefixes: tuple[str, ...] = ()
     unit: str = "s"
+    metrics_token: bytes | None = None
 
     @classmethod
     def build(
@@ -40,10 +43,12 @@ class AdapterOptions:
         metrics_path: str | None = "/metrics",
         exclude_paths: Iterable[str] = (),
         unit: str = "s",
+        metrics_token: str | None = None,
         source: str = "",
     ) -> AdapterOptions:
         """Validate user settings; ``source`` names where they came from, for messages."""
         where = f" (in {source})" if source else ""
+        token = check_token(metrics_token, f"metrics_token{where}", header=True)
         if metrics_path is not None and (
             not isinstance(metrics_path, str) or not metrics_path.startswith("/")
         ):
@@ -68,6 +73,7 @@ class AdapterOptions:
             exclude_exact=frozenset(p for p in excluded if not p.endswith("*")),
             exclude_prefixes=tuple(p[:-1] for p in excluded if p.endswith("*")),
             unit=unit,
+            metrics_token=token,
         )
 
     def excluded(self, path: str) -> bool:
@@ -99,25 +105,56 @@ def resolve_collector(collector: object, name: str = "collector") -> MetricsColl
     return collector
 
 
-def metrics_response(
-    collector: MetricsCollector, method: str, accept: str | None, unit: str, where: str
-) -> tuple[int, str, bytes, int]:
-    """(status, content type, body, content length) of a request for the metrics page.
+class MetricsPage(NamedTuple):
+    """The answer to a request for the metrics page."""
 
-    GET and HEAD only; a fault while rendering is counted under ``where`` and
-    answered with a 500, never raised into the host app.
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    """Content-Type and Content-Length; WWW-Authenticate on a 401."""
+    body: bytes
+    """Empty for HEAD (Content-Length still says how long the page is)."""
+
+
+def _plain(status: int, text: bytes, *extra: tuple[str, str]) -> MetricsPage:
+    headers = (("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(text))))
+    return MetricsPage(status, headers + extra, text)
+
+
+_UNAUTHORIZED = _plain(
+    401,
+    b"a valid token is required: Authorization: Bearer <token>\n",
+    ("WWW-Authenticate", 'Bearer realm="eventmon metrics"'),
+)
+
+
+def metrics_response(
+    collector: MetricsCollector,
+    method: str,
+    accept: str | None,
+    authorization: str | None,
+    *,
+    options: AdapterOptions,
+    where: str,
+) -> MetricsPage:
+    """The metrics page for one request.
+
+    With ``options.metrics_token`` set, a request without that bearer token gets
+    a 401 (compared in constant time, as the dashboard does). GET and HEAD only;
+    a fault while rendering is counted under ``where`` and answered with a 500,
+    never raised into the host app.
     """
+    if not token_matches(options.metrics_token, bearer_credentials(authorization)):
+        return _UNAUTHORIZED
     if method not in ("GET", "HEAD"):
-        body = b"Method Not Allowed\n"
-        return 405, "text/plain; charset=utf-8", body, len(body)
+        return _plain(405, b"Method Not Allowed\n", ("Allow", "GET, HEAD"))
     openmetrics, content_type = choose_format(accept)
     try:
-        body = render(collector, openmetrics=openmetrics, unit=unit)
+        body = render(collector, openmetrics=openmetrics, unit=options.unit)
     except Exception:
         collector.internal_error(where)
-        body = b"eventmon could not render metrics\n"
-        return 500, "text/plain; charset=utf-8", body, len(body)
-    return 200, content_type, b"" if method == "HEAD" else body, len(body)
+        return _plain(500, b"eventmon could not render metrics\n")
+    headers = (("Content-Type", content_type), ("Content-Length", str(len(body))))
+    return MetricsPage(200, headers, b"" if method == "HEAD" else body)
 
 
 def resolve_dashboard(dashboard: Any, collector: MetricsCollector) -> Any:

@@ -67,7 +67,11 @@ class EventmonMiddleware:
     Args:
         app: the ASGI application to wrap.
         collector: where to record (default: the process-wide collector).
-        metrics_path: path at which to serve Prometheus metrics (``None``: don't).
+        metrics_path: path at which to serve Prometheus metrics (``None``: don't,
+            e.g. when :func:`~eventmon.exporters.prometheus.start_metrics_server`
+            serves them on another port).
+        metrics_token: if set, the metrics page answers 401 unless the request
+            carries ``Authorization: Bearer <metrics_token>``.
         exclude_paths: paths not recorded; an entry ending in ``*`` is a prefix.
         unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
         endpoint_resolver: ``f(scope) -> str | None`` for apps without Starlette
@@ -83,13 +87,17 @@ class EventmonMiddleware:
         *,
         collector: MetricsCollector | None = None,
         metrics_path: str | None = "/metrics",
+        metrics_token: str | None = None,
         exclude_paths: Iterable[str] = (),
         unit: str = "s",
         endpoint_resolver: Callable[[Scope], str | None] | None = None,
         dashboard: Any = None,
     ) -> None:
         options = AdapterOptions.build(
-            metrics_path=metrics_path, exclude_paths=exclude_paths, unit=unit
+            metrics_path=metrics_path,
+            exclude_paths=exclude_paths,
+            unit=unit,
+            metrics_token=metrics_token,
         )
         check_endpoint_resolver(endpoint_resolver)
         self.app = app
@@ -214,28 +222,20 @@ class EventmonMiddleware:
         return found[1]
 
     async def _serve_metrics(self, scope: Scope, send: Send) -> None:
-        accept = None
+        accept = authorization = None
         for name, value in scope.get("headers", ()):
             if name == b"accept":
                 accept = value.decode("latin-1")
-                break
-        status, content_type, body, length = metrics_response(
-            self.collector, scope["method"], accept, self.unit, "asgi.metrics"
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+        page = metrics_response(
+            self.collector,
+            scope["method"],
+            accept,
+            authorization,
+            options=self.options,
+            where="asgi.metrics",
         )
-        await _respond(send, status, body, content_type, length=length)
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, content_type: str, *, length: int | None = None
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type.encode("latin-1")),
-                (b"content-length", str(len(body) if length is None else length).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in page.headers]
+        await send({"type": "http.response.start", "status": page.status, "headers": headers})
+        await send({"type": "http.response.body", "body": page.body})

@@ -17,7 +17,8 @@ recorded once as 500 and re-raised.
 
 ``settings.EVENTMON`` keys: ``collector`` (a MetricsCollector or its dotted
 import path), ``metrics_path`` (default ``"/metrics"``; ``None`` to serve the
-page with :func:`metrics_view` from ``urls.py`` instead), ``exclude_paths``,
+page with :func:`metrics_view` from ``urls.py`` instead, or not at all),
+``metrics_token`` (a bearer token the metrics page, or the view, requires), ``exclude_paths``,
 ``unit``, ``dashboard`` (``True``, or a :class:`eventmon.dashboard.Dashboard` or
 its dotted path: the built-in dashboard, served by the middleware under its
 prefix and not recorded), ``dashboard_token`` (with ``dashboard: True``) and
@@ -48,6 +49,7 @@ _KEYS = frozenset(
     {
         "collector",
         "metrics_path",
+        "metrics_token",
         "exclude_paths",
         "unit",
         "dashboard",
@@ -81,6 +83,7 @@ def _settings() -> tuple[MetricsCollector, AdapterOptions]:
     collector = resolve_collector(collector, "settings.EVENTMON['collector']")
     options = AdapterOptions.build(
         metrics_path=raw.get("metrics_path", "/metrics"),
+        metrics_token=raw.get("metrics_token"),
         exclude_paths=raw.get("exclude_paths", ()),
         unit=raw.get("unit", "s"),
         source="settings.EVENTMON",
@@ -123,19 +126,25 @@ def _dashboard(collector: MetricsCollector) -> Any:
     return DashboardDjango(value)
 
 
-def _metrics(request: Any, collector: MetricsCollector, unit: str) -> Any:
-    status, content_type, body, length = metrics_response(
-        collector, request.method, request.headers.get("Accept"), unit, "django.metrics"
+def _metrics(request: Any, collector: MetricsCollector, options: AdapterOptions) -> Any:
+    page = metrics_response(
+        collector,
+        request.method,
+        request.headers.get("Accept"),
+        request.headers.get("Authorization"),
+        options=options,
+        where="django.metrics",
     )
-    response = HttpResponse(body, status=status, content_type=content_type)
-    response["Content-Length"] = str(length)
+    response = HttpResponse(page.body, status=page.status)
+    for name, value in page.headers:
+        response[name] = value
     return response
 
 
 def metrics_view(request: Any) -> Any:
     """The Prometheus page as a view: ``path("metrics", metrics_view)`` in ``urls.py``."""
     collector, options = _settings()
-    return _metrics(request, collector, options.unit)
+    return _metrics(request, collector, options)
 
 
 class EventmonMiddleware:
@@ -161,7 +170,7 @@ class EventmonMiddleware:
             return self.__acall__(request)
         path = request.path_info
         if path == self._metrics_path:
-            return _metrics(request, self.collector, self.options.unit)
+            return _metrics(request, self.collector, self.options)
         if self._dashboard is not None and self._dashboard.matches(path):
             return self._dashboard.respond(request)
         if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
@@ -187,7 +196,7 @@ class EventmonMiddleware:
     async def __acall__(self, request: Any) -> Any:
         path = request.path_info
         if path == self._metrics_path:
-            return _metrics(request, self.collector, self.options.unit)
+            return _metrics(request, self.collector, self.options)
         if self._dashboard is not None and self._dashboard.matches(path):
             return await self._dashboard.arespond(request)
         if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):

@@ -13,6 +13,7 @@ prefixes included). Requests that match no rule share one label value.
 
 Options come from the keyword arguments, else from ``app.config``:
 ``EVENTMON_METRICS_PATH`` (default ``"/metrics"``, ``None`` to not serve),
+``EVENTMON_METRICS_TOKEN`` (a bearer token the metrics page requires),
 ``EVENTMON_EXCLUDE_PATHS``, ``EVENTMON_UNIT``, ``EVENTMON_COLLECTOR`` and
 ``EVENTMON_DASHBOARD`` (``True`` or an :class:`eventmon.dashboard.Dashboard`:
 the built-in dashboard, served under its prefix and not recorded).
@@ -35,6 +36,7 @@ __all__ = ["Eventmon"]
 _UNSET: Any = object()
 _CONFIG_KEYS = {
     "EVENTMON_METRICS_PATH": "metrics_path",
+    "EVENTMON_METRICS_TOKEN": "metrics_token",
     "EVENTMON_EXCLUDE_PATHS": "exclude_paths",
     "EVENTMON_UNIT": "unit",
     "EVENTMON_COLLECTOR": "collector",
@@ -86,6 +88,8 @@ class Eventmon:
         collector: where to record (default: ``EVENTMON_COLLECTOR``, else the
             process-wide collector).
         metrics_path: where to serve Prometheus metrics; ``None``: don't.
+        metrics_token: if set, the metrics page answers 401 unless the request
+            carries ``Authorization: Bearer <metrics_token>``.
         exclude_paths: paths not recorded; an entry ending in ``*`` is a prefix.
         unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
         dashboard: ``True`` (one on this collector at ``/eventmon/``) or an
@@ -98,6 +102,7 @@ class Eventmon:
         *,
         collector: MetricsCollector | None = None,
         metrics_path: str | None = _UNSET,
+        metrics_token: str | None = _UNSET,
         exclude_paths: Iterable[str] = _UNSET,
         unit: str = _UNSET,
         dashboard: Any = _UNSET,
@@ -107,6 +112,7 @@ class Eventmon:
             for k, v in (
                 ("collector", collector),
                 ("metrics_path", metrics_path),
+                ("metrics_token", metrics_token),
                 ("exclude_paths", exclude_paths),
                 ("unit", unit),
                 ("dashboard", dashboard),

@@ -20,6 +20,7 @@ shared "unmatched" value.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 
@@ -52,7 +53,11 @@ class EventmonMiddleware:
     Args:
         app: the WSGI application to wrap.
         collector: where to record (default: the process-wide collector).
-        metrics_path: path at which to serve Prometheus metrics (``None``: don't).
+        metrics_path: path at which to serve Prometheus metrics (``None``: don't,
+            e.g. when :func:`~eventmon.exporters.prometheus.start_metrics_server`
+            serves them on another port).
+        metrics_token: if set, the metrics page answers 401 unless the request
+            carries ``Authorization: Bearer <metrics_token>``.
         exclude_paths: paths not recorded; an entry ending in ``*`` is a prefix.
         unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
         endpoint_resolver: ``f(environ) -> str | None``, called after the app
@@ -69,13 +74,17 @@ class EventmonMiddleware:
         *,
         collector: MetricsCollector | None = None,
         metrics_path: str | None = "/metrics",
+        metrics_token: str | None = None,
         exclude_paths: Iterable[str] = (),
         unit: str = "s",
         endpoint_resolver: Callable[[WSGIEnviron], str | None] | None = None,
         dashboard: Any = None,
     ) -> None:
         options = AdapterOptions.build(
-            metrics_path=metrics_path, exclude_paths=exclude_paths, unit=unit
+            metrics_path=metrics_path,
+            exclude_paths=exclude_paths,
+            unit=unit,
+            metrics_token=metrics_token,
         )
         check_endpoint_resolver(endpoint_resolver)
         self.app = app
@@ -150,19 +159,16 @@ class EventmonMiddleware:
     def _serve_metrics(
         self, environ: WSGIEnviron, start_response: StartResponse
     ) -> Iterable[bytes]:
-        status, content_type, body, length = metrics_response(
+        page = metrics_response(
             self.collector,
             environ.get("REQUEST_METHOD", "GET"),
             environ.get("HTTP_ACCEPT"),
-            self.options.unit,
-            "wsgi.metrics",
+            environ.get("HTTP_AUTHORIZATION"),
+            options=self.options,
+            where="wsgi.metrics",
         )
-        reason = {200: "OK", 405: "Method Not Allowed"}.get(status, "Internal Server Error")
-        start_response(
-            f"{status} {reason}",
-            [("Content-Type", content_type), ("Content-Length", str(length))],
-        )
-        return [body]
+        start_response(f"{page.status} {HTTPStatus(page.status).phrase}", list(page.headers))
+        return [page.body]
 
 
 #: Status line -> code, so that a request does not parse its status line.

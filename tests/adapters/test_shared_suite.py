@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.apps import CHUNKS, STEP, Boom
-from eventmon import MetricsCollector
+from eventmon import ConfigurationError, MetricsCollector
 from eventmon.core.registry import OVERFLOW, UNMATCHED
 
 
@@ -181,3 +181,29 @@ def test_metrics_path_can_be_moved_or_disabled(make: Any) -> None:
     h = make(metrics_path=None)
     assert h.request("/metrics").status == 404
     assert counts(_collector()) == {("GET", UNMATCHED, "404"): 1}
+
+
+TOKEN = "s3cret-Token_1.~"
+
+
+def test_metrics_token_guards_the_page(make: Any) -> None:
+    h = make(metrics_token=TOKEN)
+    assert h.request("/events/1").status == 200
+    assert h.request("/metrics").status == 401
+    for authorization in ("Bearer wrong", f"Bearer {TOKEN}x", f"Basic {TOKEN}", TOKEN):
+        assert h.request("/metrics", headers={"Authorization": authorization}).status == 401
+    assert h.request("/metrics", method="POST").status == 401  # refused before anything else
+    ok = h.request("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status == 200
+    families = {f.name: f for f in text_string_to_metric_families(ok.body.decode())}
+    assert [s.value for s in families["http_requests"].samples if s.name.endswith("_total")] == [1]
+    assert h.request("/metrics", headers={"Authorization": f"bearer {TOKEN}"}).status == 200
+    # Scrapes, refused or not, are not requests of the app.
+    assert sum(counts(_collector()).values()) == 1
+
+
+@pytest.mark.parametrize("token", ["", 42, "two words", "naïve", f"{TOKEN}\n"])
+def test_a_bad_metrics_token_fails_at_start_up(make: Any, token: Any) -> None:
+    # Starlette and Django build their middleware when the first request arrives.
+    with pytest.raises(ConfigurationError, match=r"metrics_token.* must be"):
+        make(metrics_token=token).request("/events/1")

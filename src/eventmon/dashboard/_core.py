@@ -8,7 +8,6 @@ only translate their protocol into :meth:`Dashboard.handle` and
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import json
 import logging
 import math
@@ -22,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from eventmon import __version__
+from eventmon._auth import bearer_credentials, check_token, token_matches
 from eventmon._exceptions import ConfigurationError
 from eventmon.collector import MetricsCollector, default_collector
 from eventmon.core._native import ACCELERATOR, REASON
@@ -135,8 +135,7 @@ class Dashboard:
             raise ConfigurationError(
                 f"dashboard prefix must start and end with '/', e.g. '/eventmon/'; got {prefix!r}"
             )
-        if token is not None and (not isinstance(token, str) or not token):
-            raise ConfigurationError("dashboard token must be a non-empty string or None")
+        expected_token = check_token(token, "dashboard token")
         for name, provider in (
             ("alerts_provider", alerts_provider),
             ("scaling_provider", scaling_provider),
@@ -160,7 +159,7 @@ class Dashboard:
         self.max_stream_seconds = float(max_stream_seconds)
         self.sample_interval = float(sample_interval)
         self.clock = clock
-        self._token = token.encode() if token is not None else None
+        self._token = expected_token
         self._history: deque[dict[str, float]] = deque(maxlen=history_size)
         self._lock = threading.Lock()
         self._snap: tuple[float, dict[str, Any]] | None = None
@@ -179,14 +178,10 @@ class Dashboard:
         """Whether the request carries the token (constant-time comparison)."""
         if self._token is None:
             return True
-        offered: str | None = None
-        if authorization and authorization[:7].lower() == "bearer ":
-            offered = authorization[7:].strip()
-        elif query.get("token"):
+        offered = bearer_credentials(authorization)
+        if offered is None and query.get("token"):
             offered = query["token"][0]
-        if offered is None:
-            return False
-        return hmac.compare_digest(offered.encode("utf-8", "surrogateescape"), self._token)
+        return token_matches(self._token, offered)
 
     # -------------------------------------------------------------- documents
 
