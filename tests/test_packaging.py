@@ -83,6 +83,8 @@ def test_sdist_metadata_declares_the_licence(sdist: tarfile.TarFile) -> None:
     pkg_info = extracted.read().decode()
     assert "License-Expression: MIT" in pkg_info
     assert "License-File: LICENSE" in pkg_info
+    assert f"Project-URL: Documentation, {DOCS_SITE}" in pkg_info
+    assert f"Project-URL: Changelog, {REPO_FILES}CHANGELOG.md" in pkg_info
     assert "Copyright (c) 2026 eventmon developers" in (ROOT / "LICENSE").read_text()
 
 
