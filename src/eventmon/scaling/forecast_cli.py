@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from eventmon._exceptions import ConfigurationError, EventmonError
-from eventmon.scaling.predictive import HOUR, TrafficPrediction, predict_traffic_pattern
+from eventmon._validate import arg_integer, arg_number
+from eventmon.scaling.predictive import (
+    HOUR,
+    MAX_HEADROOM,
+    MAX_HORIZON_HOURS,
+    TrafficPrediction,
+    predict_traffic_pattern,
+)
 
 __all__ = ["HourlyHistory", "read_history", "register", "run"]
 
@@ -42,20 +49,51 @@ class HourlyHistory:
         self.instances = instances
 
 
+# Timestamps from 1970 to 9000: later ones cannot be shown as dates, the
+# forecast's hours included (datetime stops at 9999).
+_LAST_TIME = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+
+
 def _parse_time(text: str) -> float:
     text = text.strip()
     try:
-        return float(text)
+        ts = float(text)
     except ValueError:
-        pass
-    d = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=dt.timezone.utc)
-    return d.timestamp()
+        d = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=dt.timezone.utc)
+        ts = d.timestamp()
+    if not 0 <= ts < _LAST_TIME:  # also NaN
+        raise ValueError(f"timestamp {text!r} is not a time between 1970 and 9000")
+    return ts
+
+
+def _count(text: str | None, what: str) -> float:
+    if text is None or not text.strip():
+        raise ValueError(f"the {what} is missing")
+    try:
+        value = float(text or "")
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{what} must be a finite number >= 0, got {text!r}")
+    return value
 
 
 def read_history(path: str | Path) -> HourlyHistory:
     """Read a ``timestamp,value[,instances]`` CSV and sum it per complete hour."""
+    try:
+        return _read_history(path)
+    except UnicodeDecodeError as e:
+        raise EventmonError(
+            f"{path}: not a UTF-8 text CSV (byte 0x{e.object[e.start]:02x} at offset"
+            f" {e.start}); expected 'timestamp,value' lines"
+        ) from None
+    except csv.Error as e:  # e.g. a NUL byte: a binary file
+        raise EventmonError(f"{path}: not a 'timestamp,value' CSV: {e}") from None
+
+
+def _read_history(path: str | Path) -> HourlyHistory:
     samples: list[tuple[float, float, float | None]] = []
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -67,13 +105,13 @@ def read_history(path: str | Path) -> HourlyHistory:
                 inst = row.get("instances")
                 samples.append(
                     (
-                        _parse_time(row["timestamp"]),
-                        float(row["value"]),
-                        float(inst) if inst not in (None, "") else None,
+                        _parse_time(row["timestamp"] or ""),
+                        _count(row["value"], "value"),
+                        _count(inst, "instances") if inst not in (None, "") else None,
                     )
                 )
             except (TypeError, ValueError) as e:
-                raise EventmonError(f"{path}:{line}: cannot read {row!r}: {e}") from e
+                raise EventmonError(f"{path}:{line}: {_shorten(e)}") from None
     if not samples:
         return HourlyHistory([], [])
     samples.sort(key=lambda s: s[0])
@@ -101,6 +139,12 @@ def read_history(path: str | Path) -> HourlyHistory:
     )
 
 
+def _shorten(e: Exception) -> str:
+    # float("5\x00") says: could not convert string to float: '5\x00'
+    text = str(e)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "forecast",
@@ -109,22 +153,37 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--history", required=True, metavar="FILE.csv", help="timestamp,value CSV")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
-    p.add_argument("--horizon", type=int, default=24, metavar="H", help="hours ahead (24)")
     p.add_argument(
-        "--capacity", type=float, metavar="N", help="requests per hour one instance serves"
+        "--horizon",
+        type=arg_integer(minimum=1, maximum=MAX_HORIZON_HOURS),
+        default=24,
+        metavar="H",
+        help=f"hours ahead (24, at most {MAX_HORIZON_HOURS})",
     )
-    p.add_argument("--headroom", type=float, default=0.2, help="spare capacity share (0.2)")
-    p.add_argument("--min-instances", type=int, default=1)
-    p.add_argument("--max-instances", type=int, default=20)
+    p.add_argument(
+        "--capacity",
+        type=arg_number(above=0),
+        metavar="N",
+        help="requests per hour one instance serves",
+    )
+    p.add_argument(
+        "--headroom",
+        type=arg_number(minimum=0, maximum=MAX_HEADROOM),
+        default=0.2,
+        help="spare capacity share (0.2)",
+    )
+    p.add_argument("--min-instances", type=arg_integer(minimum=1), default=1)
+    p.add_argument("--max-instances", type=arg_integer(minimum=1), default=20)
     p.add_argument("--plot", metavar="OUT.png", help="draw history and forecast (matplotlib)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.horizon < 1:
-        raise ConfigurationError(f"--horizon must be at least 1 hour, got {args.horizon}")
-    if args.max_instances < args.min_instances or args.min_instances < 1:
-        raise ConfigurationError("need 1 <= --min-instances <= --max-instances")
+    if args.max_instances < args.min_instances:
+        raise ConfigurationError(
+            f"--max-instances ({args.max_instances}) must be at least --min-instances"
+            f" ({args.min_instances})"
+        )
     history = read_history(args.history)
     capacity: float | None = args.capacity
     note = ""

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from eventmon._exceptions import ConfigurationError, EventmonError
+from eventmon._validate import integer, number
 
 if TYPE_CHECKING:
     from eventmon.collector import MetricsCollector
@@ -64,6 +65,10 @@ logger = logging.getLogger("eventmon.scaling")
 
 HOUR = 3600.0
 MIN_HISTORY_HOURS = 24
+#: the furthest a forecast reaches: a month; the weekly pattern says little beyond
+MAX_HORIZON_HOURS = 24 * 31
+#: spare capacity share beyond which a setting is surely a slip (100 = 101 times the load)
+MAX_HEADROOM = 100.0
 
 
 def _hour_start(ts: float) -> float:
@@ -280,8 +285,10 @@ def recommend_instances(
     max_instances: int | None = None,
 ) -> int:
     """Instances to serve ``predicted`` requests with ``headroom`` spare, clamped."""
-    need = math.ceil(predicted * (1.0 + headroom) / capacity_per_instance - 1e-9)
-    n = max(min_instances, need)
+    ratio = predicted * (1.0 + headroom) / capacity_per_instance - 1e-9
+    if max_instances is not None and not ratio <= max_instances:  # also inf and NaN
+        return max_instances
+    n = max(min_instances, math.ceil(ratio))
     return n if max_instances is None else min(max_instances, n)
 
 
@@ -320,13 +327,16 @@ def predict_traffic_pattern(
     a learned capacity wins over ``capacity_per_instance``. Without any capacity
     the prediction has no instance recommendation.
     """
-    if horizon < 1:
-        raise ConfigurationError(f"horizon must be at least 1 hour, got {horizon!r}")
-    if capacity_per_instance is not None and capacity_per_instance <= 0:
-        raise ConfigurationError(
-            f"capacity_per_instance must be > 0 requests per hour, got {capacity_per_instance!r}"
+    horizon = integer("horizon", horizon, minimum=1, maximum=MAX_HORIZON_HOURS)
+    if capacity_per_instance is not None:
+        capacity_per_instance = number(
+            "capacity_per_instance", capacity_per_instance, above=0, unit="requests per hour"
         )
-    current = _hour_start(now)
+    headroom = number("headroom", headroom, minimum=0, maximum=MAX_HEADROOM)
+    min_instances = integer("min_instances", min_instances, minimum=1)
+    if max_instances is not None:
+        max_instances = integer("max_instances", max_instances, minimum=min_instances)
+    current = _hour_start(number("now", now, minimum=0, unit="seconds"))
     complete = [(t, c) for t, c in hourly if t < current]
     f = forecaster if forecaster is not None else Forecaster()
     f.fit(complete)
