@@ -512,3 +512,32 @@ def test_symlinks_and_odd_files_are_never_followed(workers: Workers, tmp_path: P
     for p in workers.directory.iterdir():
         if not p.name.startswith(("w-642", "w-643")):
             assert p.stat(follow_symlinks=False).st_mode & 0o777 == 0o600, p
+
+
+def test_worker_without_a_copy_waits_for_one_to_mend_a_damaged_archive(
+    workers: Workers,
+) -> None:
+    a, b = workers.spawn(661), workers.spawn(662)
+    _feed(a, 0, 40)
+    _feed(b, 1, 60)
+    b.multiprocess.write()
+    workers.kill(662)
+    assert _total(render(a)) == 100  # archived; a has a copy of the archive
+    fresh = workers.spawn(663)  # e.g. a recycled worker's replacement
+    now = [1000.0]
+    fresh.multiprocess.clock = lambda: now[0]
+    (workers.directory / "archive.json").write_bytes(b'{"format": 1, "series": [[')
+    with pytest.raises(MultiprocessDamaged, match=r"archive\.json"):
+        render(fresh)  # it has no copy: answering would drop b's 60
+    assert (workers.directory / "archive.json").read_bytes().endswith(b"[[")  # left alone
+    a.multiprocess._tick()  # a has a copy: moves it aside and writes it again
+    assert _total(render(fresh)) == 100
+    # Nobody with a copy: after the grace, the damaged archive is set aside.
+    (workers.directory / "archive.json").write_bytes(b"[]")
+    late = workers.spawn(664)
+    late.multiprocess.clock = lambda: now[0]
+    with pytest.raises(MultiprocessDamaged):
+        render(late)
+    now[0] += 3.5
+    assert _total(render(late)) == 40  # a only: the archive's counts had no copy here
+    assert list(workers.directory.glob("archive.json.corrupt-*"))

@@ -602,7 +602,8 @@ class WorkerAggregator:
         self._archive = _Merged()
         self._archive_bytes = b""
         self._copies: dict[str, bytes] = {}
-        self._missing: dict[str, float] = {}  # live workers' lost files: since when
+        self._missing: dict[str, float] = {}  # files waited for, since when
+        self._archive_damaged = False
         _prepare_directory(self.directory)
 
     def _set_identity(self) -> None:
@@ -741,14 +742,12 @@ class WorkerAggregator:
 
         Returns False if ``archive.json`` holds less than this worker's copy of it
         (lost or damaged): the caller heals it (:meth:`_heal`). ``last``: the
-        write at exit, which does not make a removed directory again (the server
-        is stopping and it was cleared; live workers make it again at once).
+        write at exit, which makes a removed directory again only if its parent
+        is still there (a test's or benchmark's temporary tree is gone for good).
         """
         with self._lock:
             state = self.dump()
-            if last and not self.directory.is_dir():
-                raise FileNotFoundError(f"{self.directory} was removed")
-            self._ensure_dir()
+            self._ensure_dir(parents=not last)
             with self._flock(fcntl.LOCK_SH):
                 archive_ok = self._see_archive()
                 if self._written and not os.path.lexists(self.path):
@@ -793,9 +792,9 @@ class WorkerAggregator:
         out["cpu_exited"] = 0.0
         return out
 
-    def _ensure_dir(self) -> None:
+    def _ensure_dir(self, *, parents: bool = True) -> None:
         if not self.directory.is_dir():
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.directory.mkdir(mode=0o700, parents=parents, exist_ok=True)
             logger.warning("eventmon: %s was missing; made it again", self.directory)
             self.collector.record_internal_error("multiprocess.damaged")
 
@@ -859,15 +858,19 @@ class WorkerAggregator:
         """
         path = self.directory / _ARCHIVE
         c = self.collector
+        self._archive_damaged = False
         try:
             data = _read_file(path)
             if data == self._archive_bytes:
                 return True
             state = _parse(data, list(c.bounds), c.layout.counts_len, worker=False)
+            self._missing.pop(_ARCHIVE, None)
         except FileNotFoundError:
+            self._missing.pop(_ARCHIVE, None)
             return self._archive.empty()
         except _Corrupt as e:
-            if set_aside:
+            self._archive_damaged = True
+            if set_aside and not self._wait_for_a_copy():
                 self._set_aside(path, str(e))
             return False
         disk = _Merged()
@@ -877,6 +880,17 @@ class WorkerAggregator:
             return True
         self._archive.join(disk)
         return False
+
+    def _wait_for_a_copy(self) -> bool:
+        """True while a damaged archive is better left to a worker that has a copy.
+
+        This worker has none (it started after the archive was last written): for
+        up to the grace period, it neither answers scrapes nor touches the archive.
+        """
+        if not (self._archive_damaged and self._archive.empty()):
+            return False
+        now = self.clock()
+        return now - self._missing.setdefault(_ARCHIVE, now) < self._grace
 
     def _heal(self, damaged: Sequence[Path] = ()) -> None:
         """Mend what damage took; never raises (counted).
@@ -950,6 +964,8 @@ class WorkerAggregator:
     def _sweep_locked(self, dead: list[Path], *, force: bool = False) -> int:
         """Archive ``dead`` (under the exclusive lock); ``force``: also mend the archive."""
         disk_ok = self._see_archive(set_aside=True)
+        if self._wait_for_a_copy():
+            return 0  # dead workers' files wait: archiving would write over it
         archive = _Merged()
         archive.join(self._archive)
         already = set(archive.merged)
@@ -1041,6 +1057,8 @@ class WorkerAggregator:
             copies: dict[str, bytes] = {}
             with self._flock(fcntl.LOCK_SH):
                 heal = not self._see_archive()
+                now = self.clock()
+                waiting = [_ARCHIVE] if self._wait_for_a_copy() else []
                 merged.join(self._archive)
                 archived = set(self._archive.merged)
                 names = sorted(
@@ -1062,8 +1080,7 @@ class WorkerAggregator:
                     if loaded is not None:
                         copies[name] = loaded[0]
                         merged.add(loaded[1], live=True)
-                now = self.clock()
-                waiting = []
+                still = {_ARCHIVE} if self._archive_damaged else set()
                 for name, data in self._copies.items():
                     if name in copies or name[:-5] in archived:
                         continue
@@ -1072,12 +1089,14 @@ class WorkerAggregator:
                     copies[name] = data
                     owner = _owner(name)
                     alive = owner is not None and self.is_alive(*owner)
-                    if alive and now - self._missing.setdefault(name, now) < self._grace:
-                        waiting.append(name)  # its writer has newer figures: wait for them
-                        continue
+                    if alive:
+                        still.add(name)
+                        if now - self._missing.setdefault(name, now) < self._grace:
+                            waiting.append(name)  # its writer has newer figures: wait
+                            continue
                     with contextlib.suppress(_Corrupt, _OtherBounds):
                         merged.add(self._copy_of(name) or {}, live=alive)
-                self._missing = {k: v for k, v in self._missing.items() if k in waiting}
+                self._missing = {k: v for k, v in self._missing.items() if k in still}
                 if self._fresh is not None:
                     merged.add(self._fresh, live=True)
                 self._copies = copies
@@ -1087,8 +1106,8 @@ class WorkerAggregator:
                 # Answering now would show less than an earlier scrape may have:
                 # a failed scrape is a gap to Prometheus, a lower one a reset.
                 raise MultiprocessDamaged(
-                    f"worker file(s) {', '.join(sorted(waiting))} lost or damaged; "
-                    f"their workers write them again within {self.config.interval:g} s"
+                    f"{', '.join(sorted(waiting))} lost or damaged; waiting (at most "
+                    f"{self._grace:g} s) for the workers that can write them again"
                 )
             return MergedView(merged, c.bounds, c.quantiles, c.layout)
 
