@@ -7,12 +7,14 @@ import math
 import random
 import threading
 import tracemalloc
+from collections.abc import Callable
 
 import pytest
 
 import eventmon
 from eventmon import ConfigurationError, MetricsCollector
 from eventmon.core.registry import OVERFLOW, UNMATCHED
+from eventmon.exporters.prometheus import render
 
 
 def test_observe_counts_buckets_and_percentiles(collector: MetricsCollector) -> None:
@@ -404,3 +406,81 @@ def test_gauges_keep_nan_and_infinities(collector: MetricsCollector) -> None:
     assert collector.gauges()["headroom"][("db",)] == -math.inf
     with pytest.raises(TypeError, match="must be a number"):
         collector.set_gauge("ratio", "nan")  # type: ignore[arg-type]
+
+
+def _growth(c: MetricsCollector, write: Callable[[int], object], n: int) -> int:
+    """Bytes ``c`` still holds after ``write(i)`` for i in 0..n-1 (after a warm-up)."""
+    for i in range(200):
+        write(-1 - i)
+    c.flush()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(n):
+        write(i)
+    c.flush()
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return after - before
+
+
+def test_slow_requests_with_100k_made_up_methods_are_one_series() -> None:
+    c = MetricsCollector(slow_hooks=())
+    grew = _growth(c, lambda i: c.observe(f"M{i}", "/e", 404, 1.2), 100_000)
+    assert c.slow_requests() == {("other", "/e"): 100_200}
+    assert grew < 500_000, f"grew by {grew} bytes"
+    lines = [ln for ln in render(c).decode().splitlines() if ln.startswith("http_slow")]
+    assert lines == ['http_slow_requests_total{method="other",endpoint="/e"} 100200']
+
+
+def test_one_label_policy_caps_every_metric_at_write_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    c = MetricsCollector(slow_hooks=(), max_label_sets=10)
+    n = 5_000
+    with caplog.at_level(logging.WARNING, logger="eventmon"):
+        grew = _growth(
+            c,
+            lambda i: (
+                c.observe("GET", f"/e/{i}", 200, 1.5),  # request series and slow requests
+                c.increment_counter("jobs", {"job": str(i)}),
+                c.set_gauge("depth", i, {"queue": str(i)}),
+                c.record_internal_error(f"place{i}"),
+            ),
+            n,
+        )
+    assert grew < 200_000, f"grew by {grew} bytes"
+    total = n + 200
+    overflow2 = (OVERFLOW, OVERFLOW)
+    kept = {
+        "series": (len(c.series()), sum(s.count for s in c.series())),
+        "slow": (len(c.slow_requests()), sum(c.slow_requests().values())),
+        "counter": (len(c.counters()["jobs"]), c.counter_value("jobs")),
+        "gauge": (len(c.gauges()["depth"]), c.gauges()["depth"][(OVERFLOW,)]),
+        "errors": (len(c.internal_errors()), sum(c.internal_errors().values())),
+    }
+    assert kept == {
+        "series": (11, total),
+        "slow": (11, total),
+        "counter": (11, total),
+        "gauge": (11, n - 1),
+        "errors": (11, total),
+    }
+    assert c.slow_requests()[overflow2] == total - 10
+    assert c.counter_value("jobs", {"job": OVERFLOW}) == total - 10
+    # One warning per metric, naming it.
+    warned = sorted(
+        r.args[0]  # type: ignore[index]
+        for r in caplog.records
+        if "reached its cap" in r.getMessage()
+    )
+    assert warned == sorted(
+        [
+            "depth",
+            "eventmon_internal_errors_total",
+            "http_requests_total",
+            "http_slow_requests_total",
+            "jobs",
+        ]
+    )

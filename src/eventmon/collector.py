@@ -35,7 +35,8 @@ from eventmon.core.journal import Journals, ThreadJournal
 from eventmon.core.process import ProcessStats
 from eventmon.core.registry import (
     OVERFLOW,
-    LabelSetLimit,
+    LabelPolicy,
+    LabelSets,
     escape_label_value,
     family_names,
     reserved_name_problem,
@@ -54,12 +55,9 @@ logger = logging.getLogger("eventmon")
 #: Quantiles exported as gauges per endpoint.
 DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
 
-_KNOWN_METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
-)
-
 _MICROS = 1_000_000
 _INF = math.inf
+_method_label = LabelPolicy.method
 # Past this a thread's pending entries hold over 100 MB before anybody folds them.
 _MAX_JOURNAL_LIMIT = 1_000_000
 
@@ -120,8 +118,10 @@ class MetricsCollector:
         window: seconds covered by the realtime snapshot's rates (default 60).
         buckets: Prometheus bucket upper bounds in seconds (default 0.1, 5, 15,
             50, 100, 500 ms, 1, 2.5, 5, 10 s), strictly increasing; +Inf is added.
-        max_label_sets: cap on label sets per metric and on endpoints with a
-            percentile histogram; past it new sets fold into one overflow set.
+        max_label_sets: cap on label sets per metric (request series, endpoints
+            with a percentile histogram, slow requests, internal errors, each user
+            counter and gauge); past it new sets are written to one overflow set
+            (:class:`~eventmon.core.registry.LabelPolicy`).
         slow_threshold: seconds above which a request is slow (default 1.0).
         slow_hooks: callables ``(method, endpoint, status_code, seconds)`` run
             on a background thread for each slow request; ``None`` installs the
@@ -171,16 +171,18 @@ class MetricsCollector:
         self.clock = clock
         self.layout = HdrLayout(significant_digits=significant_digits)
         self.max_label_sets = max_label_sets
+        #: The label policy every metric of this collector is written under.
+        self.label_policy = LabelPolicy(max_label_sets)
         cuts, slot_of, bucket_of = _cut_points(self.layout, bounds)
         self._fold_batch = _fold_module.fold
         self._cuts: Sequence[float] = cells("d", cuts)
         self._slot_of: Sequence[int] = cells("q", slot_of)
         self._bucket_of: Sequence[int] = cells("q", bucket_of)
         self._series: dict[tuple[str, str, int], _Series] = {}
-        self._series_limit = LabelSetLimit("http_requests_total", max_label_sets)
+        self._series_sets = self.label_policy.metric("http_requests_total", 3)
         self._endpoint_hists: dict[str, LatencyHistogram] = {}
         self._percentile_cache: dict[str, tuple[int, list[float]]] = {}
-        self._endpoint_limit = LabelSetLimit("http_request_duration_hdr_seconds", max_label_sets)
+        self._endpoint_sets = self.label_policy.metric("http_request_duration_hdr_seconds", 1)
         now = clock()
         self._window = SlidingWindow(window, started=now)
         # Overall latency over the recent past: two histograms rotated every window.
@@ -191,12 +193,14 @@ class MetricsCollector:
         self._journal_limit = journal_limit
         self._counters = Counter()  # user counters and eventmon's own
         self._counter_help: dict[str, tuple[str, tuple[str, ...]]] = {}
-        self._counter_limits: dict[str, LabelSetLimit] = {}
+        self._counter_sets: dict[str, LabelSets] = {}  # by family and by sample name
         self._gauges: dict[str, dict[tuple[str, ...], float]] = {}
         self._gauge_help: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._gauge_lock = threading.Lock()
         self._slow = Counter()
+        self._slow_sets = self.label_policy.metric("http_slow_requests_total", 2)
         self._errors = Counter()  # internal faults by place
+        self._error_sets = self.label_policy.metric("eventmon_internal_errors_total", 1)
         self._error_log_budget: dict[str, int] = {}
         self._process = ProcessStats()
         hooks = [log_slow_request] if slow_hooks is None else list(slow_hooks)
@@ -298,7 +302,7 @@ class MetricsCollector:
             self._journals.drain_one(token)
 
     def _on_slow(self, method: str, endpoint: str, status: int, seconds: float) -> None:
-        self._slow.inc((method, endpoint))
+        self._slow.inc(self._slow_sets.admit((_method_label(method), endpoint)))
         self._hooks.submit(method, endpoint, status, seconds)
 
     def request_started(self) -> None:
@@ -338,7 +342,7 @@ class MetricsCollector:
             raise ConfigurationError(
                 f"counter {name!r} has labels {list(known[1])}, not {list(label_names)}"
             )
-        self._counters.inc((name, values), amount)
+        self._counters.inc((name, self._counter_sets[name].admit(values)), amount)
 
     def define_counter(
         self, name: str, help: str = "", label_names: Sequence[str] = ()
@@ -352,7 +356,8 @@ class MetricsCollector:
         entry = self._counter_help.setdefault(family, (help, names))
         if family != name:
             self._counter_help.setdefault(name, entry)
-        self._counter_limits.setdefault(family, LabelSetLimit(family, self.max_label_sets))
+        sets = self.label_policy.metric(family, len(entry[1]))
+        self._counter_sets[family] = self._counter_sets[name] = sets
         return entry
 
     def set_gauge(self, name: str, value: float, labels: Mapping[str, str] | None = None) -> None:
@@ -377,10 +382,8 @@ class MetricsCollector:
                     f"gauge {name!r} has labels {list(self._gauge_help[name][1])},"
                     f" not {list(label_names)}"
                 )
-            series = self._gauges.setdefault(name, {})
-            if values not in series and len(series) >= self.max_label_sets:
-                values = tuple(OVERFLOW for _ in values)
-            series[values] = value
+            admitted = self.label_policy.metric(name, len(label_names)).admit(values)
+            self._gauges.setdefault(name, {})[admitted] = value
 
     @staticmethod
     def _refuse_clash(name: str, kind: str, others: Iterable[str]) -> None:
@@ -409,11 +412,12 @@ class MetricsCollector:
 
     def record_internal_error(self, where: str) -> None:
         """Count a fault inside eventmon (the caller has logged it)."""
-        self._errors.inc(where)
+        self._errors.inc(self._error_sets.admit((where,))[0])
 
     def internal_error(self, where: str) -> None:
         """Log the current exception (rate-limited) and count it; never raises."""
         try:
+            where = self._error_sets.admit((where,))[0]
             self._errors.inc(where)
             seen = self._error_log_budget.get(where, 0)
             self._error_log_budget[where] = seen + 1
@@ -465,14 +469,15 @@ class MetricsCollector:
         self._recent_until += periods * size
 
     def _new_series(self, method: str, endpoint: str, status: int) -> _Series:
-        if method not in _KNOWN_METHODS:
-            # Arbitrary methods from clients share one label value (like OpenTelemetry's
-            # _OTHER) and are never stored under their own key, so they cannot grow memory.
-            method = "other"
-            s = self._series.get((method, endpoint, status))
+        # The fold calls this for each key it has not seen: the label policy applies here.
+        label = _method_label(method)
+        if label != method:
+            # A made-up method is never stored under its own key, so it cannot grow memory.
+            s = self._series.get((label, endpoint, status))
             if s is not None:
                 return s
-        if not self._series_limit.admits(len(self._series)):
+        key = (label, endpoint, status)
+        if self._series_sets.admit(key) is not key:
             okey = (OVERFLOW, OVERFLOW, -1)
             s = self._series.get(okey)
             if s is None:
@@ -481,13 +486,14 @@ class MetricsCollector:
             return s
         hist = self._endpoint_hists.get(endpoint)
         if hist is None:
-            if self._endpoint_limit.admits(len(self._endpoint_hists)):
+            one = (endpoint,)
+            if self._endpoint_sets.admit(one) is one:
                 hist = LatencyHistogram(self.layout)
                 self._endpoint_hists[endpoint] = hist
             else:
                 hist = self._overflow_hist()
-        s = _Series(method, endpoint, str(status), hist, len(self.bounds))
-        self._series[(method, endpoint, status)] = s
+        s = _Series(label, endpoint, str(status), hist, len(self.bounds))
+        self._series[key] = s
         return s
 
     def _overflow_hist(self) -> LatencyHistogram:
@@ -585,10 +591,7 @@ class MetricsCollector:
             name: str = key[0]  # type: ignore[index]
             values: tuple[str, ...] = key[1]  # type: ignore[index]
             family = name[:-6] if name.endswith("_total") else name
-            limit = self._counter_limits.get(family)
-            per = out.setdefault(family, {})
-            if values not in per and limit is not None and not limit.admits(len(per)):
-                values = tuple(OVERFLOW for _ in values)
+            per = out.setdefault(family, {})  # capped when written
             per[values] = per.get(values, 0) + v
         return out
 

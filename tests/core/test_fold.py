@@ -71,7 +71,7 @@ def _state(c: MetricsCollector) -> dict[str, Any]:
         "recent_prev": list(c._recent_prev.counts),
         "recent_until": c._recent_until,
         "ring": list(c._window.ring),
-        "overflowed": (c._series_limit.overflowed, c._endpoint_limit.overflowed),
+        "overflowed": (c._series_sets.limit.overflowed, c._endpoint_sets.limit.overflowed),
     }
 
 

@@ -1,24 +1,33 @@
-"""Metric names, label sets and the per-metric cap on label sets.
+"""Metric names, label sets and the one label policy every metric is written under.
 
 A route template keeps the ``endpoint`` label small, but methods, statuses and
-user-defined labels come from outside. Each metric admits at most ``cap`` label
-sets; past it, new sets are folded into one overflow set and a warning is
-logged once per metric, so a stream of random URLs or methods cannot grow
-memory without bound.
+user-defined labels come from outside. :class:`LabelPolicy` holds what eventmon
+does about it, for every metric it keeps (request series, percentile
+histograms, slow requests, internal errors, user counters and gauges), when a
+value is written: a method outside :data:`KNOWN_METHODS` is ``other``; each
+metric admits at most ``max_label_sets`` label sets, past which new sets are
+written to one overflow set and a warning is logged once per metric. So a
+stream of random URLs, methods or label values cannot grow memory without bound.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+from typing import Any, TypeVar
 
 from eventmon._exceptions import ConfigurationError
 
 __all__ = [
     "BUILTIN_FAMILIES",
+    "KNOWN_METHODS",
+    "OTHER_METHOD",
     "OVERFLOW",
     "UNMATCHED",
+    "LabelPolicy",
     "LabelSetLimit",
+    "LabelSets",
     "escape_label_value",
     "family_names",
     "reserved_name_problem",
@@ -31,6 +40,12 @@ logger = logging.getLogger("eventmon")
 UNMATCHED = "__unmatched__"
 #: The label value every label takes in the overflow set of a metric past its cap.
 OVERFLOW = "__overflow__"
+#: Methods kept as they are in a ``method`` label; any other is written as OTHER_METHOD.
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+#: The ``method`` label of a request with a method outside KNOWN_METHODS.
+OTHER_METHOD = "other"
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -147,3 +162,82 @@ class LabelSetLimit:
                 OVERFLOW,
             )
         return False
+
+
+_Values = TypeVar("_Values", bound=tuple[Any, ...])
+
+
+class LabelSets:
+    """The label sets one metric holds; :meth:`admit` is where its cap applies.
+
+    Known sets pass with one set lookup and no lock; a new set takes a lock, so
+    that threads racing past the cap cannot admit more than ``cap`` sets.
+    """
+
+    __slots__ = ("_lock", "known", "limit", "overflow")
+
+    def __init__(self, metric: str, cap: int, width: int) -> None:
+        self.limit = LabelSetLimit(metric, cap)
+        self.known: set[tuple[Any, ...]] = set()
+        #: What a refused set is written as: every label ``__overflow__``.
+        self.overflow: tuple[str, ...] = (OVERFLOW,) * width
+        self._lock = threading.Lock()
+
+    def admit(self, values: _Values) -> _Values | tuple[str, ...]:
+        """``values`` if the metric holds it or may take it, else :attr:`overflow`."""
+        if values in self.known:
+            return values
+        with self._lock:
+            if values in self.known or self.limit.admits(len(self.known)):
+                self.known.add(values)
+                return values
+        return self.overflow
+
+
+class LabelPolicy:
+    """eventmon's label policy: one per collector, used by every writer of every metric.
+
+    * :meth:`method`: a request method outside :data:`KNOWN_METHODS` is ``other``,
+      so made-up methods share one label value (like OpenTelemetry's ``_OTHER``);
+    * :meth:`metric`: each metric admits ``max_label_sets`` label sets; a new set
+      past that is written to the overflow set, with one warning per metric.
+
+    Example::
+
+        >>> policy = LabelPolicy(max_label_sets=1)
+        >>> slow = policy.metric("http_slow_requests_total", width=2)
+        >>> slow.admit((policy.method("BREW"), "/coffee"))
+        ('other', '/coffee')
+        >>> slow.admit(("GET", "/tea"))
+        ('__overflow__', '__overflow__')
+    """
+
+    __slots__ = ("_lock", "_metrics", "max_label_sets")
+
+    def __init__(self, max_label_sets: int = 1000) -> None:
+        if (
+            not isinstance(max_label_sets, int)
+            or isinstance(max_label_sets, bool)
+            or max_label_sets < 1
+        ):
+            raise ConfigurationError(
+                f"max_label_sets must be a whole number >= 1, got {max_label_sets!r}"
+            )
+        self.max_label_sets = max_label_sets
+        self._metrics: dict[str, LabelSets] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def method(method: str) -> str:
+        """The ``method`` label value of a request made with ``method``."""
+        return method if method in KNOWN_METHODS else OTHER_METHOD
+
+    def metric(self, name: str, width: int) -> LabelSets:
+        """The label sets of metric ``name`` (``width`` labels), created on first use."""
+        sets = self._metrics.get(name)
+        if sets is None:
+            with self._lock:
+                sets = self._metrics.get(name)
+                if sets is None:
+                    sets = self._metrics[name] = LabelSets(name, self.max_label_sets, width)
+        return sets

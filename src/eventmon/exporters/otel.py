@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from eventmon._exceptions import ConfigurationError
-from eventmon.core.registry import OVERFLOW, UNMATCHED
+from eventmon.core.registry import KNOWN_METHODS, OVERFLOW, UNMATCHED
 
 if TYPE_CHECKING:
     from eventmon.collector import MetricsCollector
@@ -43,9 +43,8 @@ SEMCONV_DURATION_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )  # fmt: skip
 
-_KNOWN_METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
-)
+# The same methods as the collector's label policy; OpenTelemetry spells "other" _OTHER.
+_KNOWN_METHODS = KNOWN_METHODS
 
 
 class OTelBridge:
