@@ -34,6 +34,9 @@ __all__ = ["EventmonMiddleware", "route_template"]
 #: Status recorded when the client went away before the response was complete.
 CLIENT_CLOSED = 499
 
+#: Method label of a request whose scope has no method (a server at fault).
+FALLBACK_METHOD = "other"
+
 
 def _walk(routes: Iterable[Any], prefix: str, out: dict[int, tuple[Any, str]]) -> None:
     for route in routes:
@@ -168,12 +171,12 @@ class EventmonMiddleware:
             return message
 
         try:
+            start = collector.clock()
             token = collector.begin()
         except Exception:
             collector.internal_error("asgi.begin")
             await self.app(scope, receive, send)
             return
-        start = collector.clock()
         try:
             await self.app(scope, receive_wrapper, send_wrapper)
         except BaseException as exc:
@@ -191,10 +194,21 @@ class EventmonMiddleware:
                 self._finish(token, scope, status, start)
 
     def _finish(self, token: Any, scope: Scope, status: int, start: float) -> None:
+        # Called once per request, and ends it whatever fails: a resolver at fault
+        # leaves the fallback labels (counted under asgi.endpoint); a fault while
+        # recording is counted under asgi.observe. Neither reaches the app.
+        method = FALLBACK_METHOD
+        endpoint = UNMATCHED
         try:
-            self.collector.end(token, scope["method"], self._endpoint(scope), status, start)
+            method = scope["method"]
+            endpoint = self._endpoint(scope)
         except Exception:
-            self.collector.internal_error("asgi.observe")
+            self.collector.internal_error("asgi.endpoint")
+        finally:
+            try:
+                self.collector.end(token, method, endpoint, status, start)
+            except Exception:
+                self.collector.internal_error("asgi.observe")
 
     def _endpoint(self, scope: Scope) -> str:
         route = scope.get("route")

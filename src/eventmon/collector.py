@@ -286,12 +286,16 @@ class MetricsCollector:
     def end(
         self, token: ThreadJournal, method: str, endpoint: str, status: int, start: float
     ) -> None:
-        """Record the request begun with ``token`` at ``start`` (``clock()`` time)."""
+        """Record the request begun with ``token`` at ``start`` (``clock()`` time).
+
+        The request stops counting as in progress first, so that it does even if
+        recording it then fails (adapters call this once per request, whatever raised).
+        """
+        token.finished += 1
         if not isinstance(status, int):
             raise TypeError(f"status must be an int, got {status!r}")
         end = self.clock()
         seconds = end - start
-        token.finished += 1  # before any refusal: the request is over either way
         if not 0.0 <= seconds < _INF:
             raise ValueError(_bad_seconds(seconds))
         entries = token.entries

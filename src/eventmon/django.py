@@ -58,6 +58,8 @@ _KEYS = frozenset(
     }
 )
 CLIENT_CLOSED = 499
+#: Method label of a request without one (a fault upstream).
+FALLBACK_METHOD = "other"
 
 
 def _raw_settings() -> dict[str, Any]:
@@ -177,11 +179,11 @@ class EventmonMiddleware:
             return self.get_response(request)
         collector = self.collector
         try:
+            start = collector.clock()
             token = collector.begin()
         except Exception:
             collector.internal_error("django.begin")
             return self.get_response(request)
-        start = collector.clock()
         try:
             response = self.get_response(request)
         except BaseException:
@@ -203,11 +205,11 @@ class EventmonMiddleware:
             return await self.get_response(request)
         collector = self.collector
         try:
+            start = collector.clock()
             token = collector.begin()
         except Exception:
             collector.internal_error("django.begin")
             return await self.get_response(request)
-        start = collector.clock()
         try:
             response = await self.get_response(request)
         except BaseException:
@@ -220,8 +222,8 @@ class EventmonMiddleware:
         return response
 
     def _time_stream(self, token: Any, request: Any, response: Any, start: float) -> None:
+        stream = _Stream(self, token, request, start, response.status_code)
         try:
-            stream = _Stream(self, token, request, start, response.status_code)
             # Recorded when the response is closed, which Django's handlers and WSGI
             # servers do once the body is out. (Django's own list of closers: a plain
             # function there keeps the response free of reference cycles.)
@@ -237,19 +239,27 @@ class EventmonMiddleware:
             response.streaming_content = wrap(stream, response.streaming_content)
         except Exception:
             self.collector.internal_error("django.stream")
-            self._finish(token, request, response.status_code, start)
+            stream.finish(stream.status)  # once, even if a closer was registered
 
     def _finish(self, token: Any, request: Any, status: int, start: float) -> None:
+        # Called once per request, and ends it whatever fails: a fault finding the
+        # route leaves the fallback labels (counted under django.endpoint); a fault
+        # while recording is counted under django.observe. Neither reaches the app.
+        method = FALLBACK_METHOD
+        endpoint = UNMATCHED
         try:
+            method = request.method
             match = request.resolver_match
-            if match is None:
-                endpoint = UNMATCHED
-            else:
+            if match is not None:
                 route = match.route
                 endpoint = self._routes.get(route) or self._learn(route)
-            self.collector.end(token, request.method, endpoint, status, start)
         except Exception:
-            self.collector.internal_error("django.observe")
+            self.collector.internal_error("django.endpoint")
+        finally:
+            try:
+                self.collector.end(token, method, endpoint, status, start)
+            except Exception:
+                self.collector.internal_error("django.observe")
 
     def _learn(self, route: str | None) -> str:
         # Django's route has no leading slash; a regex pattern keeps its own form.

@@ -14,7 +14,9 @@ away) is recorded as 499.
 The endpoint label is read when the request ends: ``environ["eventmon.endpoint"]``
 if the application (or a framework extension such as :mod:`eventmon.flask`)
 put the route template there, else ``endpoint_resolver(environ)``, else the
-shared "unmatched" value.
+shared "unmatched" value. A resolver that raises is logged and counted (internal
+error ``wsgi.endpoint``) and the request recorded as unmatched: every request is
+ended exactly once, whatever raises.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ ENDPOINT_KEY = "eventmon.endpoint"
 
 #: Status recorded when the server stopped sending the body (the client went away).
 CLIENT_CLOSED = 499
+
+#: Method label of a request whose environ has no REQUEST_METHOD (a server at fault).
+FALLBACK_METHOD = "other"
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | None
 
@@ -121,20 +126,21 @@ class EventmonMiddleware:
                 return special(environ, start_response)
         collector = self.collector
         try:
+            start = collector.clock()
             token = collector.begin()
         except Exception:
             collector.internal_error("wsgi.begin")
             return self.app(environ, start_response)
         response: Any
         if _native_response is not None:  # the same object in C, when built
-            response = _native_response(self, environ, start_response, token, collector.clock())
+            response = _native_response(self, environ, start_response, token, start)
         else:
             response = _new(_Response)
             response.mw = self
             response.environ = environ
             response._start_response = start_response
             response.token = token
-            response.start = collector.clock()
+            response.start = start
         try:
             body = self.app(environ, response.start_response)
         except BaseException:
@@ -234,13 +240,8 @@ class _Response:
             except BaseException:
                 self.finish(500)
                 raise
-        # What follows is finish() inlined, deliberately: this runs once per request
-        # and a Python call is a measurable share of the adapter's cost. Keep the two
-        # in step.
-        token = self.token
-        if token is None:
+        if self.token is None:
             return
-        self.token = None
         try:
             self.exhausted  # noqa: B018
         except AttributeError:
@@ -250,32 +251,40 @@ class _Response:
                 code = self.code
             except AttributeError:
                 code = 500
-        mw = self.mw
-        environ = self.environ
-        try:
-            endpoint = environ.get(ENDPOINT_KEY)
-            if not endpoint:
-                resolve = mw.endpoint_resolver
-                endpoint = (resolve(environ) if resolve is not None else None) or UNMATCHED
-            mw.collector.end(token, environ["REQUEST_METHOD"], endpoint, code, self.start)
-        except Exception:
-            mw.collector.internal_error("wsgi.observe")
+        self.finish(code)
 
     def finish(self, status: int) -> None:
+        """Record the request once, with ``status``; later calls do nothing.
+
+        Ends it whatever fails: a resolver (or environ) at fault is counted under
+        ``wsgi.endpoint`` and the request recorded under fallback labels; a fault
+        while recording is counted under ``wsgi.observe``. Neither reaches the server.
+        """
         token = self.token
         if token is None:
             return
         self.token = None
         mw = self.mw
         environ = self.environ
+        method = FALLBACK_METHOD
+        endpoint = UNMATCHED
         try:
-            endpoint = environ.get(ENDPOINT_KEY)
-            if not endpoint:
+            method = environ["REQUEST_METHOD"]
+            found = environ.get(ENDPOINT_KEY)
+            if found:
+                endpoint = found
+            else:
                 resolve = mw.endpoint_resolver
-                endpoint = (resolve(environ) if resolve is not None else None) or UNMATCHED
-            mw.collector.end(token, environ["REQUEST_METHOD"], endpoint, status, self.start)
+                if resolve is not None:
+                    endpoint = resolve(environ) or UNMATCHED
         except Exception:
-            mw.collector.internal_error("wsgi.observe")
+            mw.collector.internal_error("wsgi.endpoint")
+        finally:
+            # Also when a BaseException is on its way out: the request must end.
+            try:
+                mw.collector.end(token, method, endpoint, status, self.start)
+            except Exception:
+                mw.collector.internal_error("wsgi.observe")
 
 
 class _FileClose:
@@ -302,15 +311,17 @@ def _keep_file_wrapper(response: _Response, body: Any) -> Iterable[bytes]:
 _new = object.__new__
 
 
-def _report_fault(mw: EventmonMiddleware, exc: BaseException) -> None:
+def _report_fault(mw: EventmonMiddleware, exc: BaseException, where: str) -> None:
     """Log and count a fault the C response caught while recording a request."""
     try:
         raise exc
     except Exception:
-        mw.collector.internal_error("wsgi.observe")
+        mw.collector.internal_error(where)
 
 
 _native_response: Callable[..., Any] | None = None
 if speedups is not None:
-    speedups.configure_wsgi(_CODES, _status_code, _report_fault, ENDPOINT_KEY, UNMATCHED)
+    speedups.configure_wsgi(
+        _CODES, _status_code, _report_fault, ENDPOINT_KEY, UNMATCHED, FALLBACK_METHOD
+    )
     _native_response = speedups.wsgi_response

@@ -658,11 +658,12 @@ recorder_end(RecorderObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "end(): the token must come from begin()");
         return NULL;
     }
+    JournalObject *token = (JournalObject *)args[0];
+    token->finished++;  /* first, as in the reference: no longer in progress whatever fails */
     if (!PyLong_Check(args[3])) {
         PyErr_Format(PyExc_TypeError, "status must be an int, got %R", args[3]);
         return NULL;
     }
-    JournalObject *token = (JournalObject *)args[0];
     double start = PyFloat_AsDouble(args[4]);
     if (start == -1.0 && PyErr_Occurred())
         return NULL;
@@ -680,7 +681,6 @@ recorder_end(RecorderObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(end_obj);
         return NULL;
     }
-    token->finished++;  /* before any refusal: the request is over either way */
     int rc = (seconds >= 0.0 && seconds < INFINITY)
         ? record(self, token, args[1], args[2], args[3], seconds_obj, seconds, end_obj)
         : bad_seconds(seconds_obj);
@@ -763,16 +763,19 @@ static PyTypeObject RecorderType = {
  * body was iterated to its end, and records the request once, at close(), as
  * the status, 500 (an exception) or 499 (the server stopped early).
  *
- * configure_wsgi(codes, status_code, report, endpoint_key, unmatched) hands it
- * the Python pieces it shares with the reference: the status-line cache and its
- * parser, the reporter of internal faults, and two constants.
+ * configure_wsgi(codes, status_code, report, endpoint_key, unmatched,
+ * fallback_method) hands it the Python pieces it shares with the reference: the
+ * status-line cache and its parser, the reporter of internal faults, and three
+ * constants.
  */
 
 static PyObject *wsgi_codes = NULL;        /* dict: status line -> int */
 static PyObject *wsgi_status_code = NULL;  /* (status line) -> int, fills wsgi_codes */
-static PyObject *wsgi_report = NULL;       /* (middleware, exception) -> None */
+static PyObject *wsgi_report = NULL;       /* (middleware, exception, where) -> None */
 static PyObject *wsgi_endpoint_key = NULL; /* "eventmon.endpoint" */
 static PyObject *wsgi_unmatched = NULL;    /* "__unmatched__" */
+static PyObject *wsgi_fallback_method = NULL; /* method label when the environ has none */
+static PyObject *str_where_endpoint = NULL, *str_where_observe = NULL; /* internal error places */
 static PyObject *str_collector = NULL, *str_end = NULL, *str_endpoint_resolver = NULL;
 static PyObject *str_request_method = NULL, *str_close = NULL;
 
@@ -855,14 +858,15 @@ wsgi_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return (PyObject *)self;
 }
 
-/* Hand an internal fault (the current exception, an Exception) to the reporter. */
+/* Hand an internal fault (the current exception, an Exception) to the reporter,
+ * counted under `where`. */
 static int
-report_fault(WSGIResponseObject *self)
+report_fault(WSGIResponseObject *self, PyObject *where)
 {
     PyObject *exc = PyErr_GetRaisedException_compat();
     if (exc == NULL)
         return 0;
-    PyObject *r = PyObject_CallFunctionObjArgs(wsgi_report, self->mw, exc, NULL);
+    PyObject *r = PyObject_CallFunctionObjArgs(wsgi_report, self->mw, exc, where, NULL);
     Py_DECREF(exc);
     if (r == NULL)
         return -1;
@@ -870,7 +874,105 @@ report_fault(WSGIResponseObject *self)
     return 0;
 }
 
-/* Record the request once with `status`; a fault in eventmon is reported, not raised. */
+/* The request's method and endpoint labels, replacing the fallbacks in *method and
+ * *endpoint as they are found (the reference's first `try`); -1 with an exception set. */
+static int
+wsgi_labels(WSGIResponseObject *self, PyObject **method, PyObject **endpoint)
+{
+    PyObject *found = PyObject_GetItem(self->environ, str_request_method);
+    if (found == NULL)
+        return -1;
+    Py_SETREF(*method, found);
+    if (PyDict_CheckExact(self->environ)) {
+        found = PyDict_GetItemWithError(self->environ, wsgi_endpoint_key);
+        Py_XINCREF(found);
+        if (found == NULL && PyErr_Occurred())
+            return -1;
+    } else {
+        found = PyObject_CallMethod(self->environ, "get", "O", wsgi_endpoint_key);
+        if (found == NULL)
+            return -1;
+    }
+    int truthy = found == NULL ? 0 : PyObject_IsTrue(found);
+    if (truthy < 0) {
+        Py_DECREF(found);
+        return -1;
+    }
+    if (truthy) {
+        Py_SETREF(*endpoint, found);
+        return 0;
+    }
+    Py_XDECREF(found);
+    PyObject *resolve = PyObject_GetAttr(self->mw, str_endpoint_resolver);
+    if (resolve == NULL)
+        return -1;
+    if (resolve == Py_None) {
+        Py_DECREF(resolve);
+        return 0;
+    }
+    found = PyObject_CallOneArg(resolve, self->environ);
+    Py_DECREF(resolve);
+    if (found == NULL)
+        return -1;
+    truthy = PyObject_IsTrue(found);
+    if (truthy < 0) {
+        Py_DECREF(found);
+        return -1;
+    }
+    if (truthy)
+        Py_SETREF(*endpoint, found);
+    else
+        Py_SETREF(*endpoint, Py_NewRef(wsgi_unmatched));
+    return 0;
+}
+
+/* collector.end(token, method, endpoint, status, start); -1 with an exception set. */
+static int
+wsgi_end(WSGIResponseObject *self, PyObject *token, PyObject *method, PyObject *endpoint,
+         long status)
+{
+    PyObject *collector = PyObject_GetAttr(self->mw, str_collector);
+    if (collector == NULL)
+        return -1;
+    PyObject *end = PyObject_GetAttr(collector, str_end);
+    Py_DECREF(collector);
+    if (end == NULL)
+        return -1;
+    PyObject *status_obj = PyLong_FromLong(status);
+    if (status_obj == NULL) {
+        Py_DECREF(end);
+        return -1;
+    }
+    PyObject *call_args[5] = {token, method, endpoint, status_obj, self->start};
+    PyObject *r = PyObject_Vectorcall(end, call_args, 5, NULL);
+    Py_DECREF(end);
+    Py_DECREF(status_obj);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* After a step failed: report an Exception under `where` (like `except Exception:`);
+ * anything else, or a failing reporter, is kept in *pending to be raised at the end
+ * (a second one replaces the first, which becomes its context, as in Python). */
+static void
+wsgi_fault(WSGIResponseObject *self, PyObject *where, PyObject **pending)
+{
+    if (PyErr_ExceptionMatches(PyExc_Exception) && report_fault(self, where) == 0)
+        return;
+    PyObject *raised = PyErr_GetRaisedException_compat();
+    if (*pending != NULL && raised != NULL)
+        PyException_SetContext(raised, *pending);  /* steals *pending */
+    else
+        Py_XDECREF(*pending);
+    *pending = raised;
+}
+
+/* Record the request once with `status`, whatever fails: a fault finding its labels
+ * (the endpoint resolver) leaves the fallback labels and is reported; the request is
+ * ended all the same; a fault while ending it is reported. Only a BaseException that
+ * is not an Exception propagates (-1), after the request was ended. */
 static int
 wsgi_record(WSGIResponseObject *self, long status)
 {
@@ -878,75 +980,21 @@ wsgi_record(WSGIResponseObject *self, long status)
     if (token == NULL)
         return 0;
     self->token = NULL;  /* owned reference moves to `token` */
-    PyObject *endpoint = NULL, *method = NULL, *collector = NULL, *end = NULL;
-    PyObject *status_obj = NULL, *r = NULL;
-    int rc = -1;
-
-    if (PyDict_CheckExact(self->environ)) {
-        endpoint = PyDict_GetItemWithError(self->environ, wsgi_endpoint_key);
-        Py_XINCREF(endpoint);
-        if (endpoint == NULL && PyErr_Occurred())
-            goto fail;
-    } else {
-        endpoint = PyObject_CallMethod(self->environ, "get", "O", wsgi_endpoint_key);
-        if (endpoint == NULL)
-            goto fail;
-    }
-    int truthy = endpoint == NULL ? 0 : PyObject_IsTrue(endpoint);
-    if (truthy < 0)
-        goto fail;
-    if (!truthy) {
-        Py_CLEAR(endpoint);
-        PyObject *resolve = PyObject_GetAttr(self->mw, str_endpoint_resolver);
-        if (resolve == NULL)
-            goto fail;
-        if (resolve != Py_None) {
-            endpoint = PyObject_CallOneArg(resolve, self->environ);
-            Py_DECREF(resolve);
-            if (endpoint == NULL)
-                goto fail;
-            truthy = PyObject_IsTrue(endpoint);
-            if (truthy < 0)
-                goto fail;
-            if (!truthy)
-                Py_CLEAR(endpoint);
-        } else {
-            Py_DECREF(resolve);
-        }
-        if (endpoint == NULL)
-            endpoint = Py_NewRef(wsgi_unmatched);
-    }
-    method = PyObject_GetItem(self->environ, str_request_method);
-    if (method == NULL)
-        goto fail;
-    collector = PyObject_GetAttr(self->mw, str_collector);
-    if (collector == NULL)
-        goto fail;
-    end = PyObject_GetAttr(collector, str_end);
-    if (end == NULL)
-        goto fail;
-    status_obj = PyLong_FromLong(status);
-    if (status_obj == NULL)
-        goto fail;
-    PyObject *call_args[5] = {token, method, endpoint, status_obj, self->start};
-    r = PyObject_Vectorcall(end, call_args, 5, NULL);
-    if (r == NULL)
-        goto fail;
-    rc = 0;
-    goto done;
-fail:
-    /* Like `except Exception:` in the reference: report it; anything else propagates. */
-    if (PyErr_ExceptionMatches(PyExc_Exception))
-        rc = report_fault(self);
-done:
+    PyObject *method = Py_NewRef(wsgi_fallback_method);
+    PyObject *endpoint = Py_NewRef(wsgi_unmatched);
+    PyObject *pending = NULL;
+    if (wsgi_labels(self, &method, &endpoint) < 0)
+        wsgi_fault(self, str_where_endpoint, &pending);
+    if (wsgi_end(self, token, method, endpoint, status) < 0)
+        wsgi_fault(self, str_where_observe, &pending);
     Py_DECREF(token);
-    Py_XDECREF(endpoint);
-    Py_XDECREF(method);
-    Py_XDECREF(collector);
-    Py_XDECREF(end);
-    Py_XDECREF(status_obj);
-    Py_XDECREF(r);
-    return rc;
+    Py_DECREF(method);
+    Py_DECREF(endpoint);
+    if (pending != NULL) {
+        PyErr_SetRaisedException_compat(pending);
+        return -1;
+    }
+    return 0;
 }
 
 /* Record 500 while an exception is on its way out, as the reference's
@@ -1099,9 +1147,10 @@ wsgi_finish(WSGIResponseObject *self, PyObject *arg)
 static PyObject *
 configure_wsgi(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5 || !PyDict_Check(args[0])) {
+    if (nargs != 6 || !PyDict_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError,
-                        "configure_wsgi(codes: dict, status_code, report, endpoint_key, unmatched)");
+                        "configure_wsgi(codes: dict, status_code, report, endpoint_key, unmatched,"
+                        " fallback_method)");
         return NULL;
     }
     Py_XSETREF(wsgi_codes, Py_NewRef(args[0]));
@@ -1109,6 +1158,7 @@ configure_wsgi(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(wsgi_report, Py_NewRef(args[2]));
     Py_XSETREF(wsgi_endpoint_key, Py_NewRef(args[3]));
     Py_XSETREF(wsgi_unmatched, Py_NewRef(args[4]));
+    Py_XSETREF(wsgi_fallback_method, Py_NewRef(args[5]));
     Py_RETURN_NONE;
 }
 
@@ -1159,7 +1209,7 @@ static PyMethodDef methods[] = {
     {"wsgi_response", (PyCFunction)(void (*)(void))wsgi_response, METH_FASTCALL,
      "wsgi_response(middleware, environ, start_response, token, start) -> WSGIResponse"},
     {"configure_wsgi", (PyCFunction)(void (*)(void))configure_wsgi, METH_FASTCALL,
-     "configure_wsgi(codes, status_code, report, endpoint_key, unmatched)"},
+     "configure_wsgi(codes, status_code, report, endpoint_key, unmatched, fallback_method)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1200,16 +1250,20 @@ PyInit__speedups(void)
         str_endpoint_resolver = PyUnicode_InternFromString("endpoint_resolver");
         str_request_method = PyUnicode_InternFromString("REQUEST_METHOD");
         str_close = PyUnicode_InternFromString("close");
+        str_where_endpoint = PyUnicode_InternFromString("wsgi.endpoint");
+        str_where_observe = PyUnicode_InternFromString("wsgi.observe");
         int_500 = PyLong_FromLong(500);
         if (str_journal == NULL || str_collector == NULL || str_end == NULL
             || str_endpoint_resolver == NULL || str_request_method == NULL || str_close == NULL
-            || int_500 == NULL) {
+            || str_where_endpoint == NULL || str_where_observe == NULL || int_500 == NULL) {
             Py_CLEAR(str_journal);  /* so that a second attempt makes them all again */
             Py_CLEAR(str_collector);
             Py_CLEAR(str_end);
             Py_CLEAR(str_endpoint_resolver);
             Py_CLEAR(str_request_method);
             Py_CLEAR(str_close);
+            Py_CLEAR(str_where_endpoint);
+            Py_CLEAR(str_where_observe);
             Py_CLEAR(int_500);
             return NULL;
         }

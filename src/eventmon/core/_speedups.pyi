@@ -57,9 +57,10 @@ def wsgi_response(
 def configure_wsgi(
     codes: dict[str, int],
     status_code: Callable[[str], int],
-    report: Callable[[Any, BaseException], None],
+    report: Callable[[Any, BaseException, str], None],
     endpoint_key: str,
     unmatched: str,
+    fallback_method: str,
     /,
 ) -> None: ...
 def in_main_interpreter() -> bool: ...
