@@ -35,6 +35,7 @@ __all__ = [
     "arg_number",
     "bucket_bounds",
     "integer",
+    "integer_range",
     "number",
     "seconds",
 ]
@@ -122,6 +123,17 @@ def integer(
     if must is not None:
         raise ConfigurationError(f"{name} {must}, {_got(value)}")
     return int(cast(numbers.Integral, value))
+
+
+def integer_range(
+    names: tuple[str, str], low: object, high: object, *, minimum: int | None = None
+) -> tuple[int, int]:
+    """Two whole numbers, each >= ``minimum``, the first no greater than the second."""
+    lo = integer(names[0], low, minimum=minimum)
+    hi = integer(names[1], high, minimum=minimum)
+    if hi < lo:
+        raise ConfigurationError(f"{names[1]} ({hi}) must be at least {names[0]} ({lo})")
+    return lo, hi
 
 
 def seconds(

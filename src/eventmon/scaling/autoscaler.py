@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from eventmon._exceptions import ConfigurationError
+from eventmon._validate import integer, integer_range, seconds
 from eventmon.collector import MetricsCollector
 from eventmon.scaling.backends.base import ScalingBackend
 from eventmon.scaling.policies import (
@@ -169,14 +170,14 @@ class AutoScalingManager:
         ):
             if not callable(getattr(obj, method, None)):
                 raise ConfigurationError(f"{name} {obj!r} has no {method}() method")
-        if not (isinstance(interval, (int, float)) and math.isfinite(interval) and interval > 0):
-            raise ConfigurationError(f"interval must be seconds > 0, got {interval!r}")
-        if not (isinstance(history_size, int) and history_size > 0):
-            raise ConfigurationError(f"history_size must be an int > 0, got {history_size!r}")
-        if not (isinstance(scale_out_objective, (int, float)) and scale_out_objective > 0):
-            raise ConfigurationError(
-                f"scale_out_objective must be seconds > 0, got {scale_out_objective!r}"
-            )
+        interval = seconds("interval", interval)
+        history_size = integer("history_size", history_size, minimum=1)
+        scale_out_objective = seconds("scale_out_objective", scale_out_objective)
+        min_instances, max_instances = integer_range(
+            ("min_instances", "max_instances"), min_instances, max_instances, minimum=1
+        )
+        if collector is not None and not isinstance(collector, MetricsCollector):
+            raise ConfigurationError(f"collector must be a MetricsCollector, got {collector!r}")
         if floor_provider is not None and not callable(floor_provider):
             raise ConfigurationError("floor_provider must be callable: floor(now) -> int | None")
         sinks = list(notifiers)
@@ -186,10 +187,6 @@ class AutoScalingManager:
         self.policy = make_policy(
             policy, min_instances=min_instances, max_instances=max_instances, clock=clock
         )
-        if min_instances < 1 or max_instances < min_instances:
-            raise ConfigurationError(
-                f"need 1 <= min_instances <= max_instances, got {min_instances}, {max_instances}"
-            )
         self.backend = backend
         self.source = source
         self.min_instances = min_instances

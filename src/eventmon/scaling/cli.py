@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 from eventmon._exceptions import ConfigurationError
+from eventmon._validate import MAX_SECONDS, arg_integer, arg_number
 from eventmon.scaling.autoscaler import AutoScalingManager
 from eventmon.scaling.backends.gunicorn import GunicornBackend
 from eventmon.scaling.backends.kubernetes import KubernetesBackend
@@ -33,6 +34,10 @@ from eventmon.scaling.policies import ProportionalPolicy, ScalingPolicy, StepPol
 from eventmon.scaling.sources import LocalWorkersSource, PrometheusSource
 
 __all__ = ["register"]
+
+_PERCENT = arg_number(minimum=0)
+_SECONDS = arg_number(above=0, maximum=MAX_SECONDS, unit="seconds")
+_SECONDS_OR_0 = arg_number(minimum=0, maximum=MAX_SECONDS, unit="seconds")
 
 
 def register(subparsers: Any) -> None:
@@ -45,7 +50,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--backend", choices=("gunicorn", "uvicorn", "kubernetes"), required=True)
     where = p.add_argument_group("what to scale")
-    where.add_argument("--pid", type=int, help="gunicorn master / uvicorn supervisor pid")
+    where.add_argument(
+        "--pid", type=arg_integer(minimum=1), help="gunicorn master / uvicorn supervisor pid"
+    )
     where.add_argument("--pidfile", help="file holding that pid (gunicorn --pid)")
     where.add_argument("--deployment", help="Kubernetes Deployment name")
     where.add_argument("--namespace", default="default", help="Kubernetes namespace")
@@ -54,14 +61,18 @@ def register(subparsers: Any) -> None:
     src.add_argument("--query", help="PromQL giving CPU percent (with --prometheus)")
     pol = p.add_argument_group("policy")
     pol.add_argument("--policy", choices=("step", "proportional"), default="step")
-    pol.add_argument("--min", type=int, default=2, dest="min_instances")
-    pol.add_argument("--max", type=int, default=20, dest="max_instances")
-    pol.add_argument("--up", type=float, default=70.0, help="step: scale up above this CPU %%")
-    pol.add_argument("--down", type=float, default=30.0, help="step: scale down below this %%")
-    pol.add_argument("--target", type=float, default=70.0, help="proportional: target CPU %%")
-    pol.add_argument("--tolerance", type=float, default=0.1)
-    pol.add_argument("--scale-down-stabilization", type=float, default=300.0, metavar="SECONDS")
-    pol.add_argument("--interval", type=float, default=15.0, metavar="SECONDS")
+    pol.add_argument("--min", type=arg_integer(minimum=1), default=2, dest="min_instances")
+    pol.add_argument("--max", type=arg_integer(minimum=1), default=20, dest="max_instances")
+    pol.add_argument("--up", type=_PERCENT, default=70.0, help="step: scale up above this CPU %%")
+    pol.add_argument("--down", type=_PERCENT, default=30.0, help="step: scale down below this %%")
+    pol.add_argument(
+        "--target", type=arg_number(above=0), default=70.0, help="proportional: target CPU %%"
+    )
+    pol.add_argument("--tolerance", type=arg_number(minimum=0), default=0.1)
+    pol.add_argument(
+        "--scale-down-stabilization", type=_SECONDS_OR_0, default=300.0, metavar="SECONDS"
+    )
+    pol.add_argument("--interval", type=_SECONDS, default=15.0, metavar="SECONDS")
     p.add_argument("--once", action="store_true", help="evaluate once, print JSON, exit")
     p.add_argument("--dry-run", action="store_true", help="decide but do not scale")
     p.set_defaults(func=_run)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from eventmon._exceptions import ConfigurationError, EventmonError
+from eventmon._validate import number, seconds
 
 if TYPE_CHECKING:
     from eventmon.collector import MetricsCollector
@@ -68,7 +69,8 @@ class HistorySource(Protocol):
 
 
 def _check_step(step: float) -> int:
-    if step < MINUTE or step % MINUTE:
+    step = number("step", step, minimum=MINUTE, unit="seconds")
+    if step % MINUTE:
         raise ConfigurationError(f"step must be a whole number of minutes in seconds, got {step!r}")
     return int(step)
 
@@ -113,10 +115,9 @@ class HistoryStore:
         clock: Callable[[], float] = time.time,
         busy_timeout: float = 10.0,
     ) -> None:
-        if retention < 3600:
-            raise ConfigurationError(f"retention must be at least 3600 seconds, got {retention!r}")
+        self.retention = seconds("retention", retention, minimum=3600)
+        busy_timeout = seconds("busy_timeout", busy_timeout, allow_zero=True)
         self.path = Path(path)
-        self.retention = float(retention)
         self.clock = clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -226,11 +227,9 @@ class HistoryRecorder:
         clock: Callable[[], float] = time.time,
         instances: Callable[[], int | None] | None = None,
     ) -> None:
-        if interval <= 0:
-            raise ConfigurationError(f"interval must be > 0 seconds, got {interval!r}")
+        self.interval = seconds("interval", interval)
         self.store = store
         self.collector = collector
-        self.interval = float(interval)
         self.clock = clock
         self._instances = instances
         self._last_total: int | None = None
@@ -304,7 +303,7 @@ class PrometheusHistory:
         self.url = url.rstrip("/")
         self.query = query
         self.instances_query = instances_query
-        self.timeout = timeout
+        self.timeout = seconds("timeout", timeout)
         self.headers = dict(headers or {})
 
     def requests(self, start: float, end: float, *, step: float = 60) -> list[tuple[float, float]]:

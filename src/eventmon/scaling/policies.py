@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from eventmon._exceptions import ConfigurationError
+from eventmon._validate import integer, integer_range, number, seconds
 from eventmon.types import Clock
 
 __all__ = [
@@ -78,15 +79,6 @@ class ScalingPolicy(Protocol):
     def recommend(self, current: int, metrics: MetricValues) -> Recommendation: ...
 
 
-def _check_number(name: str, value: object, *, minimum: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be a number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v < minimum:
-        raise ConfigurationError(f"{name} must be a finite number >= {minimum:g}, got {value!r}")
-    return v
-
-
 class _GuardedPolicy:
     """Stabilization windows, cooldowns, clamps and input checks for a raw rule."""
 
@@ -102,29 +94,24 @@ class _GuardedPolicy:
         scale_down_cooldown: float,
         clock: Clock,
     ) -> None:
-        if not isinstance(min_instances, int) or isinstance(min_instances, bool):
-            raise ConfigurationError(f"min_instances must be an int, got {min_instances!r}")
-        if not isinstance(max_instances, int) or isinstance(max_instances, bool):
-            raise ConfigurationError(f"max_instances must be an int, got {max_instances!r}")
-        if min_instances < 1:
-            raise ConfigurationError(f"min_instances must be at least 1, got {min_instances}")
-        if max_instances < min_instances:
-            raise ConfigurationError(
-                f"max_instances ({max_instances}) must be >= min_instances ({min_instances})"
-            )
+        min_instances, max_instances = integer_range(
+            ("min_instances", "max_instances"), min_instances, max_instances, minimum=1
+        )
         if not isinstance(metric, str) or not metric:
             raise ConfigurationError(f"metric must be a non-empty name, got {metric!r}")
         self.metric = metric
         self.min_instances = min_instances
         self.max_instances = max_instances
-        self.scale_up_stabilization = _check_number(
-            "scale_up_stabilization", scale_up_stabilization
+        self.scale_up_stabilization = seconds(
+            "scale_up_stabilization", scale_up_stabilization, allow_zero=True
         )
-        self.scale_down_stabilization = _check_number(
-            "scale_down_stabilization", scale_down_stabilization
+        self.scale_down_stabilization = seconds(
+            "scale_down_stabilization", scale_down_stabilization, allow_zero=True
         )
-        self.scale_up_cooldown = _check_number("scale_up_cooldown", scale_up_cooldown)
-        self.scale_down_cooldown = _check_number("scale_down_cooldown", scale_down_cooldown)
+        self.scale_up_cooldown = seconds("scale_up_cooldown", scale_up_cooldown, allow_zero=True)
+        self.scale_down_cooldown = seconds(
+            "scale_down_cooldown", scale_down_cooldown, allow_zero=True
+        )
         self.clock = clock
         self._history: deque[tuple[float, int]] = deque()
         self._last_change: float | None = None
@@ -231,18 +218,16 @@ class StepPolicy(_GuardedPolicy):
             scale_down_cooldown=scale_down_cooldown,
             clock=clock,
         )
-        up = _check_number("scale_up_above", scale_up_above)
-        down = _check_number("scale_down_below", scale_down_below)
+        up = number("scale_up_above", scale_up_above, minimum=0)
+        down = number("scale_down_below", scale_down_below, minimum=0)
         if down >= up:
             raise ConfigurationError(
                 f"scale_down_below ({down:g}) must be lower than scale_up_above ({up:g}),"
                 " or the count would flap"
             )
-        if not isinstance(step, int) or isinstance(step, bool) or step < 1:
-            raise ConfigurationError(f"step must be an int >= 1, got {step!r}")
         self.scale_up_above = up
         self.scale_down_below = down
-        self.step = step
+        self.step = integer("step", step, minimum=1)
 
     def _raw(self, current: int, value: float) -> tuple[int, str]:
         m = f"{self.metric} {value:.1f}"
@@ -287,10 +272,8 @@ class ProportionalPolicy(_GuardedPolicy):
             scale_down_cooldown=scale_down_cooldown,
             clock=clock,
         )
-        self.target = _check_number("target", target)
-        if self.target == 0:
-            raise ConfigurationError("target must be greater than 0")
-        self.tolerance = _check_number("tolerance", tolerance)
+        self.target = number("target", target, above=0)
+        self.tolerance = number("tolerance", tolerance, minimum=0)
 
     def _raw(self, current: int, value: float) -> tuple[int, str]:
         ratio = value / self.target

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from eventmon._exceptions import ConfigurationError, EventmonError
-from eventmon._validate import integer, number
+from eventmon._validate import integer, integer_range, number, seconds
 
 if TYPE_CHECKING:
     from eventmon.collector import MetricsCollector
@@ -101,31 +101,15 @@ class Forecaster:
         min_hours: int = MIN_HISTORY_HOURS,
         tz: _dt.tzinfo = _dt.timezone.utc,
     ) -> None:
-        for name, value in (
-            ("week_alpha", week_alpha),
-            ("day_alpha", day_alpha),
-            ("level_alpha", level_alpha),
-            ("weekday_alpha", weekday_alpha),
-            ("level_decay", level_decay),
-        ):
-            if not 0 < value <= 1:
-                raise ConfigurationError(f"{name} must be in (0, 1], got {value!r}")
-        if not 0 <= residual_decay < 1:
-            raise ConfigurationError(f"residual_decay must be in [0, 1), got {residual_decay!r}")
-        if week_prior < 0 or clip <= 0 or min_hours < 1:
-            raise ConfigurationError(
-                "week_prior must be >= 0, clip > 0 and min_hours >= 1, got "
-                f"{week_prior!r}, {clip!r}, {min_hours!r}"
-            )
-        self.week_alpha = week_alpha
-        self.day_alpha = day_alpha
-        self.level_alpha = level_alpha
-        self.weekday_alpha = weekday_alpha
-        self.level_decay = level_decay
-        self.residual_decay = residual_decay
-        self.week_prior = week_prior
-        self.clip = clip
-        self.min_hours = min_hours
+        self.week_alpha = number("week_alpha", week_alpha, above=0, maximum=1)
+        self.day_alpha = number("day_alpha", day_alpha, above=0, maximum=1)
+        self.level_alpha = number("level_alpha", level_alpha, above=0, maximum=1)
+        self.weekday_alpha = number("weekday_alpha", weekday_alpha, above=0, maximum=1)
+        self.level_decay = number("level_decay", level_decay, above=0, maximum=1)
+        self.residual_decay = number("residual_decay", residual_decay, minimum=0, below=1)
+        self.week_prior = number("week_prior", week_prior, minimum=0)
+        self.clip = number("clip", clip, above=0)
+        self.min_hours = integer("min_hours", min_hours, minimum=1)
         self.tz = tz
         self._week: list[float | None] = [None] * 168
         self._week_n = [0] * 168
@@ -333,9 +317,12 @@ def predict_traffic_pattern(
             "capacity_per_instance", capacity_per_instance, above=0, unit="requests per hour"
         )
     headroom = number("headroom", headroom, minimum=0, maximum=MAX_HEADROOM)
-    min_instances = integer("min_instances", min_instances, minimum=1)
-    if max_instances is not None:
-        max_instances = integer("max_instances", max_instances, minimum=min_instances)
+    if max_instances is None:
+        min_instances = integer("min_instances", min_instances, minimum=1)
+    else:
+        min_instances, max_instances = integer_range(
+            ("min_instances", "max_instances"), min_instances, max_instances, minimum=1
+        )
     current = _hour_start(number("now", now, minimum=0, unit="seconds"))
     complete = [(t, c) for t, c in hourly if t < current]
     f = forecaster if forecaster is not None else Forecaster()
@@ -495,16 +482,23 @@ class PredictiveScaler:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.divisor <= 0:
-            raise ConfigurationError(
-                f"divisor must be > 0 registrations per instance, got {self.divisor!r}"
+        from eventmon.collector import MetricsCollector
+
+        self.divisor = number("divisor", self.divisor, above=0, unit="registrations")
+        self.lead_time = seconds("lead_time", self.lead_time, allow_zero=True)
+        self.min_instances, self.max_instances = integer_range(
+            ("min_instances", "max_instances"), self.min_instances, self.max_instances, minimum=1
+        )
+        if self.capacity_per_instance is not None:
+            self.capacity_per_instance = number(
+                "capacity_per_instance", self.capacity_per_instance, above=0
             )
-        if self.lead_time < 0:
-            raise ConfigurationError(f"lead_time must be >= 0 seconds, got {self.lead_time!r}")
-        if not 1 <= self.min_instances <= self.max_instances:
+        self.headroom = number("headroom", self.headroom, minimum=0, maximum=MAX_HEADROOM)
+        self.history_days = integer("history_days", self.history_days, minimum=1)
+        self.refresh = seconds("refresh", self.refresh)
+        if self.collector is not None and not isinstance(self.collector, MetricsCollector):
             raise ConfigurationError(
-                f"need 1 <= min_instances <= max_instances, got {self.min_instances!r} "
-                f"and {self.max_instances!r}"
+                f"collector must be a MetricsCollector, got {self.collector!r}"
             )
         if not isinstance(self.schedule, EventSchedule):
             raise ConfigurationError("schedule must have get(event_id) and upcoming(now) methods")

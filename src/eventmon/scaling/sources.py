@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from eventmon._exceptions import ConfigurationError, EventmonError
+from eventmon._validate import seconds
 
 __all__ = [
     "LocalWorkersSource",
@@ -174,8 +175,7 @@ class PrometheusSource:
             raise ConfigurationError("query must be a non-empty PromQL expression")
         if combine not in _COMBINE:
             raise ConfigurationError(f"combine must be one of {sorted(_COMBINE)}, got {combine!r}")
-        if not (isinstance(timeout, (int, float)) and timeout > 0):
-            raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
+        timeout = seconds("timeout", timeout)
         self.url = url.rstrip("/")
         self.query = query
         self.metric = metric

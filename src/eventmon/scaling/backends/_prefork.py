@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from eventmon._exceptions import ConfigurationError, EventmonError
+from eventmon._validate import seconds
 from eventmon.scaling.sources import worker_processes
 from eventmon.types import Clock
 
@@ -56,9 +57,9 @@ class PreforkBackend:
             not isinstance(master_pid, int) or isinstance(master_pid, bool) or master_pid <= 0
         ):
             raise ConfigurationError(f"master_pid must be a positive pid, got {master_pid!r}")
-        for name, v in (("ready_timeout", ready_timeout), ("settle", settle)):
-            if not (isinstance(v, (int, float)) and v >= 0):
-                raise ConfigurationError(f"{name} must be seconds >= 0, got {v!r}")
+        ready_timeout = seconds("ready_timeout", ready_timeout, allow_zero=True)
+        settle = seconds("settle", settle, allow_zero=True)
+        poll_interval = seconds("poll_interval", poll_interval)
         try:
             import psutil  # noqa: F401 - optional dependency
         except ImportError as e:  # pragma: no cover - psutil is in the extras

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from eventmon._exceptions import ConfigurationError
+from eventmon._validate import seconds
 from eventmon.scaling.backends._prefork import ScalingFailed
 from eventmon.types import Clock
 
@@ -45,8 +46,9 @@ class KubernetesBackend:
     ) -> None:
         if not deployment or not isinstance(deployment, str):
             raise ConfigurationError("deployment must be the Deployment's name")
-        if not (isinstance(ready_timeout, (int, float)) and ready_timeout >= 0):
-            raise ConfigurationError(f"ready_timeout must be seconds >= 0, got {ready_timeout!r}")
+        ready_timeout = seconds("ready_timeout", ready_timeout, allow_zero=True)
+        poll_interval = seconds("poll_interval", poll_interval)
+        request_timeout = seconds("request_timeout", request_timeout)
         if api is None:
             api = _default_api()
         self.deployment = deployment
