@@ -8,7 +8,12 @@ import pytest
 
 from eventmon import ConfigurationError, MetricsCollector
 from eventmon.alerting import AlertEngine
-from eventmon.alerting.notifiers import NotificationDispatcher
+from eventmon.alerting.notifiers import (
+    AlertmanagerNotifier,
+    DashboardFeed,
+    EmailNotifier,
+    NotificationDispatcher,
+)
 
 # Each is a mistake that today either passes silently (nan, inf, True, 2.5) or
 # surfaces as a TypeError from a comparison ("15").
@@ -81,3 +86,33 @@ def test_dispatcher_refuses_bad_settings(setting: str, value: Any, message: str)
 def test_dispatcher_accepts_zero_backoff_and_int_seconds() -> None:
     d = NotificationDispatcher(timeout=2, retries=0, backoff=0, max_pending=1)
     assert (d.timeout, d.retries, d.backoff, d.max_pending) == (2.0, 0, 0.0, 1)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # inf reached the dispatcher's re-send wait and killed the channel's thread
+        (
+            lambda: AlertmanagerNotifier("http://127.0.0.1:9093", resend_interval=float("inf")),
+            "resend_interval must be a number of seconds > 0",
+        ),
+        (
+            lambda: AlertmanagerNotifier("http://127.0.0.1:9093", resend_interval="60"),
+            "resend_interval must be a number of seconds > 0",
+        ),
+        (lambda: DashboardFeed(maxlen=0), "maxlen must be a whole number >= 1, got 0"),
+        (lambda: DashboardFeed(maxlen=2.5), "maxlen must be a whole number >= 1, got 2.5"),
+        (
+            lambda: EmailNotifier("localhost", "25", sender="a@b.c", recipients=["d@e.f"]),
+            "port must be a whole number between 1 and 65535, got the string '25'",
+        ),
+        (
+            lambda: EmailNotifier("localhost", 70000, sender="a@b.c", recipients=["d@e.f"]),
+            "port must be a whole number between 1 and 65535, got 70000",
+        ),
+    ],
+    ids=["resend-inf", "resend-str", "maxlen-0", "maxlen-float", "port-str", "port-range"],
+)
+def test_notifiers_refuse_bad_numbers(make: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):
+        make()

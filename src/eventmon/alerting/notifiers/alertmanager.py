@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from eventmon._exceptions import ConfigurationError
+from eventmon._validate import seconds
 from eventmon.alerting.notifiers._http import check_url, post_json
 from eventmon.alerting.notifiers.base import AlertNotice, Notification
 
@@ -55,10 +56,9 @@ class AlertmanagerNotifier:
             urls = [urls]
         if not urls:
             raise ConfigurationError("AlertmanagerNotifier needs at least one URL")
-        if resend_interval <= 0:
-            raise ConfigurationError("resend_interval must be > 0 seconds")
+        # The dispatcher waits this long between re-sends: inf would kill its thread.
+        self.resend_interval = seconds("resend_interval", resend_interval)
         self.urls = [check_url(u, "Alertmanager URL").rstrip("/") for u in urls]
-        self.resend_interval = float(resend_interval)
         self.generator_url = generator_url
         self.labels = dict(labels or {})
         self.name = name

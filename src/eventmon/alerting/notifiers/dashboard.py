@@ -7,6 +7,7 @@ import threading
 from collections import deque
 from typing import Any
 
+from eventmon._validate import integer
 from eventmon.alerting.notifiers.base import Notification
 from eventmon.alerting.notifiers.webhook import notification_to_dict
 
@@ -25,7 +26,7 @@ class DashboardFeed:
 
     def __init__(self, maxlen: int = 500, *, name: str = "dashboard") -> None:
         self.name = name
-        self._events: deque[dict[str, Any]] = deque(maxlen=maxlen)
+        self._events: deque[dict[str, Any]] = deque(maxlen=integer("maxlen", maxlen, minimum=1))
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
 

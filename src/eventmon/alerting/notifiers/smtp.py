@@ -11,6 +11,7 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 
 from eventmon._exceptions import ConfigurationError
+from eventmon._validate import integer
 from eventmon.alerting.notifiers._deadline import Deadline
 from eventmon.alerting.notifiers.base import Notification, format_text
 
@@ -75,7 +76,7 @@ class EmailNotifier:
         if (username is None) != (password is None):
             raise ConfigurationError("give both username= and password=, or neither")
         self.host = host
-        self.port = int(port)
+        self.port = integer("port", port, minimum=1, maximum=65535)
         self.sender = sender
         self.recipients = list(recipients)
         self.starttls = starttls
