@@ -400,6 +400,8 @@ def test_dead_worker_file_lost_with_the_directory_is_archived_from_a_copy(
         b'{"format": 1, "series": 5}',
         b'{"format": 1, "series": [["GET", "/x", "200", -5, 0.1, ZEROS]]}',
         b'{"format": 1, "series": [["GET", "/x", "200", NaN, 0.1, ZEROS]]}',
+        b'{"format": 1, "series": [["GET", "/x", "200", 0, 0.5, ZEROS],'
+        b' ["GET", "/y", "200", 0, NaN, ZEROS]]}',
         b'{"format": 1, "slow": [["GET", "/x", -1]]}',
         b'{"format": 1, "counters": [["c", [], -2.5]]}',
         b'{"format": 1, "hdr": {"/x": [3, -1]}}',
@@ -412,6 +414,7 @@ def test_dead_worker_file_lost_with_the_directory_is_archived_from_a_copy(
         "series-not-list",
         "negative-count",
         "nan-count",
+        "nan-sum-second-row",
         "negative-slow",
         "negative-counter",
         "negative-hdr",
@@ -541,3 +544,19 @@ def test_worker_without_a_copy_waits_for_one_to_mend_a_damaged_archive(
     now[0] += 3.5
     assert _total(render(late)) == 40  # a only: the archive's counts had no copy here
     assert list(workers.directory.glob("archive.json.corrupt-*"))
+
+
+def test_periodic_write_archives_a_dead_worker_file_lost_with_the_directory(
+    workers: Workers,
+) -> None:
+    a, b = workers.spawn(671), workers.spawn(672)
+    _feed(a, 0, 20)
+    _feed(b, 1, 30)
+    b.multiprocess.write()
+    a.multiprocess._tick()  # a's periodic write copies b's file (no scrape needed)
+    workers.kill(672)
+    shutil.rmtree(workers.directory)
+    a.multiprocess._tick()  # no scrape: the writer thread mends it
+    archive = json.loads((workers.directory / "archive.json").read_text())
+    assert archive["merged"] == ["w-672-s"]
+    assert _total(render(a)) == 50

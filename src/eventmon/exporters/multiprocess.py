@@ -33,6 +33,7 @@ import atexit
 import contextlib
 import errno
 import fcntl
+import itertools
 import json
 import logging
 import math
@@ -280,14 +281,24 @@ def _check(state: dict[str, Any], nbuckets: int, nslots: int) -> None:
             fail(key)
         return value
 
-    for method, endpoint, status, count, total, buckets in items("series", list):
+    rows = items("series", list)
+    if rows:
+        # Column by column, with built-ins: a scrape checks every worker's file.
+        if set(map(type, rows)) != {list} or set(map(len, rows)) != {6}:
+            fail("series")
+        methods, endpoints, statuses, counts, totals, buckets = zip(*rows, strict=True)
+        flat = list(itertools.chain.from_iterable(buckets))
         if not (
-            type(method) is str
-            and type(endpoint) is str
-            and type(status) is str
-            and _is_count(count)
-            and _is_amount(total)
-            and _counts_ok(buckets, nbuckets)
+            set(map(type, itertools.chain(methods, endpoints, statuses))) == {str}
+            and set(map(type, counts)) == {int}
+            and min(counts) >= 0
+            and set(map(type, totals)) <= {int, float}
+            and min(totals) >= 0
+            and math.isfinite(math.fsum(totals))  # NaN hides from min()
+            and set(map(type, buckets)) == {list}
+            and set(map(len, buckets)) == {nbuckets}
+            and set(map(type, flat)) == {int}
+            and min(flat) >= 0
         ):
             fail("series")
     for flat in items("hdr", dict).values():
@@ -646,8 +657,7 @@ class WorkerAggregator:
         try:
             with self._lock:
                 archive_ok = self.write()
-                self._refresh_copies()
-                if not archive_ok:
+                if self._refresh_copies() or not archive_ok:
                     self._heal()
                 self.sweep()
         except Exception:
@@ -879,6 +889,7 @@ class WorkerAggregator:
             self._archive, self._archive_bytes = disk, data
             return True
         self._archive.join(disk)
+        self._archive_bytes = b""  # the copy is no longer that file
         return False
 
     def _wait_for_a_copy(self) -> bool:
@@ -909,11 +920,12 @@ class WorkerAggregator:
         except Exception:
             self.collector.internal_error("multiprocess.heal")
 
-    def _refresh_copies(self) -> None:
+    def _refresh_copies(self) -> bool:
         """Copy every other worker's file (bytes that look whole), at each periodic write.
 
         Reading is cheap next to writing (no parsing; checked only if ever used).
-        A file that is gone but not archived keeps its last copy.
+        A file that is gone but not archived keeps its last copy; returns True if
+        there is such a file (to archive if its worker is dead: :meth:`_heal`).
         """
         copies: dict[str, bytes] = {}
         for entry in os.scandir(self.directory):
@@ -924,10 +936,13 @@ class WorkerAggregator:
                     if data.startswith(b'{"format":') and data.endswith(b"}"):
                         copies[name] = data
         archived = set(self._archive.merged)
+        lost = False
         for name, data in self._copies.items():
             if name not in copies and name[:-5] not in archived:
                 copies[name] = data
+                lost = True
         self._copies = copies
+        return lost
 
     # ------------------------------------------------------------ archiving
 
