@@ -222,6 +222,31 @@ def _on_disk(directory: str) -> int:
     return total
 
 
+def _worker_files_settle(directory: Path, n: int, timeout: float = 15.0) -> list[Path]:
+    """The worker files once there are ``n``, each of a running process.
+
+    The final scrapes can recycle a worker (they count towards --max-requests):
+    its file waits for the next sweep, its successor's for its first write.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        files = list(directory.glob("w-*.json"))
+        pids = [int(f.name.split("-")[1]) for f in files]
+        if (len(files) == n and all(_running(pid) for pid in pids)) or (
+            time.monotonic() > deadline
+        ):
+            return files
+        time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("preload", [False, True], ids=["fork-then-import", "preload"])
 def test_gunicorn_sync_workers_flask_exact_counts(mpdir: dict[str, str], preload: bool) -> None:
     port = free_port()
@@ -300,7 +325,7 @@ def test_gunicorn_sync_max_requests_and_ttou_keep_totals(mpdir: dict[str, str]) 
         stop.set()
         t.join()
         final = [_scrape(port) for _ in range(5)]
-        live = list(Path(mpdir["EVENTMON_MULTIPROC_DIR"]).glob("w-*.json"))
+        live = _worker_files_settle(Path(mpdir["EVENTMON_MULTIPROC_DIR"]), 2)
     sent = len(first) + len(second)
     assert sent == 360
     pids = {body for _, _, body, _ in first + second}
