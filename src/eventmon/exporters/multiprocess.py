@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eventmon._exceptions import ConfigurationError, EventmonError
+from eventmon._validate import seconds
 from eventmon.collector import SeriesSnapshot
 from eventmon.core.histogram import HdrLayout
 from eventmon.core.process import rss_bytes
@@ -1191,20 +1192,16 @@ def enable(
     if interval is None:
         raw = os.environ.get(ENV_INTERVAL, "1")
         try:
-            interval = float(raw)
-        except ValueError:
-            interval = math.nan
-        if not (math.isfinite(interval) and interval > 0):
+            interval = seconds(ENV_INTERVAL, float(raw))
+        except (ValueError, ConfigurationError):
             raise ConfigurationError(
                 f"{ENV_INTERVAL} must be a finite number of seconds > 0 (e.g. 1), got {raw!r}"
-            )
-    if not _positive_seconds(interval):
-        raise ConfigurationError(
-            f"interval must be a finite number of seconds > 0, got {interval!r}"
-        )
-    if stale_after is not None and not (
-        _positive_seconds(stale_after) and stale_after > 2 * interval
-    ):
+            ) from None
+    # inf, or more than threading can wait, would kill the writer thread at once.
+    interval = seconds("interval", interval)
+    if stale_after is not None:
+        stale_after = seconds("stale_after", stale_after)
+    if stale_after is not None and not stale_after > 2 * interval:
         raise ConfigurationError(
             f"stale_after must exceed twice the interval ({2 * interval} s), got {stale_after!r}"
         )
@@ -1223,16 +1220,6 @@ def enable(
     if start:
         agg.start()
     return agg
-
-
-def _positive_seconds(value: object) -> bool:
-    # A bool is an int; inf would make the writer's Event.wait overflow and the thread die.
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
 
 
 def disable(collector: MetricsCollector) -> None:
