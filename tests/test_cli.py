@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from cli_run import one_line_error
 from eventmon.cli import build_parser, main
 
 COMMANDS = ["demo", "top", "forecast", "rules", "autoscale"]
@@ -51,3 +52,27 @@ def test_version() -> None:
         check=True,
     )
     assert out.stdout.startswith("eventmon ")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        # nan/inf intervals were accepted: time.sleep(nan) raised, or top never redrew
+        (["top", "http://127.0.0.1:9", "--interval", "nan"], "argument --interval: must be"),
+        (["top", "http://127.0.0.1:9", "--interval", "inf"], "argument --interval: must be"),
+        (["top", "http://127.0.0.1:9", "--endpoints", "0"], "between 1 and 500, got '0'"),
+        # --duration nan ran forever; --cycle 0 divided by zero; --opening-at -1 was taken
+        (["demo", "--no-load", "--duration", "nan"], "argument --duration: must be a number"),
+        (["demo", "--no-load", "--cycle", "0"], "argument --cycle: must be a number of seconds"),
+        (["demo", "--no-load", "--opening-at", "-1"], "argument --opening-at: must be a number"),
+        (["demo", "--no-load", "--rate", "nan"], "argument --rate: must be a number > 0"),
+        (["demo", "--no-load", "--spike", "inf"], "argument --spike: must be a number >= 1"),
+        (["demo", "--port", "-1"], "argument --port: must be a whole number between 0 and 65,535"),
+        (["forecast"], "the following arguments are required: --history"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_bad_options_are_one_line(args: list[str], expected: str) -> None:
+    line = one_line_error(*args)
+    assert expected in line
+    assert f"(see 'eventmon {args[0]} --help')" in line

@@ -5,7 +5,7 @@ Each check returns the value in the type eventmon works with, or raises
 says what it must be and shows what it got::
 
     seconds("interval", "15")
-    # ConfigurationError: interval must be a number of seconds > 0 and <= 9.22337e+09,
+    # ConfigurationError: interval must be a number of seconds > 0 and <= 1,000,000,000,
     # got the string '15'
 
 A string is refused rather than converted: ``interval="15"`` is a mistake that
@@ -40,24 +40,29 @@ __all__ = [
     "seconds",
 ]
 
-#: the longest wait ``threading`` accepts; a longer one raises OverflowError in the thread
-MAX_SECONDS = float(int(threading.TIMEOUT_MAX))
+#: the longest duration a setting may give (about 31 years): ``threading`` raises
+#: OverflowError for waits beyond ``TIMEOUT_MAX``, which would kill a background thread
+MAX_SECONDS = min(1e9, threading.TIMEOUT_MAX)
+
+
+def _fmt(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 def _range(
     minimum: float | None, above: float | None, maximum: float | None, below: float | None
 ) -> str:
     if minimum is not None and maximum is not None:
-        return f"between {minimum:g} and {maximum:g}"
+        return f"between {_fmt(minimum)} and {_fmt(maximum)}"
     parts = []
     if minimum is not None:
-        parts.append(f">= {minimum:g}")
+        parts.append(f">= {_fmt(minimum)}")
     if above is not None:
-        parts.append(f"> {above:g}")
+        parts.append(f"> {_fmt(above)}")
     if maximum is not None:
-        parts.append(f"<= {maximum:g}")
+        parts.append(f"<= {_fmt(maximum)}")
     if below is not None:
-        parts.append(f"< {below:g}")
+        parts.append(f"< {_fmt(below)}")
     return " and ".join(parts)
 
 

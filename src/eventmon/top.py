@@ -17,6 +17,7 @@ import urllib.request
 from typing import Any, TextIO
 
 from eventmon._exceptions import ConfigurationError, EventmonError
+from eventmon._validate import MAX_SECONDS, arg_integer, arg_number
 
 __all__ = ["api_base", "fetch", "register", "render", "run"]
 
@@ -33,9 +34,19 @@ def register(subparsers: Any) -> None:
         help="the app (http://127.0.0.1:8000) or its dashboard (http://127.0.0.1:8000/eventmon/)",
     )
     p.add_argument("--token", default=None, help="dashboard token (also read from the URL)")
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    p.add_argument(
+        "--interval",
+        type=arg_number(above=0, maximum=MAX_SECONDS, unit="seconds"),
+        default=2.0,
+        help="seconds between refreshes",
+    )
     p.add_argument("--once", action="store_true", help="print one view and exit")
-    p.add_argument("--endpoints", type=int, default=10, help="endpoints to list (busiest first)")
+    p.add_argument(
+        "--endpoints",
+        type=arg_integer(minimum=1, maximum=500),
+        default=10,
+        help="endpoints to list (busiest first)",
+    )
     p.add_argument(
         "--sort",
         default="count",
@@ -139,8 +150,8 @@ def view(base: str, token: str | None, count: int, sort: str) -> str:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Print the view once (``--once``) or until Ctrl-C."""
     out = out or sys.stdout
-    if args.interval <= 0:
-        raise ConfigurationError("--interval must be > 0 seconds")
+    if not 0 < args.interval <= MAX_SECONDS:  # also NaN
+        raise ConfigurationError(f"--interval must be > 0 seconds, got {args.interval!r}")
     if not 1 <= args.endpoints <= 500:
         raise ConfigurationError("--endpoints must be between 1 and 500")
     base, token = api_base(args.url)

@@ -104,11 +104,11 @@ def test_dispatcher_accepts_zero_backoff_and_int_seconds() -> None:
         (lambda: DashboardFeed(maxlen=2.5), "maxlen must be a whole number >= 1, got 2.5"),
         (
             lambda: EmailNotifier("localhost", "25", sender="a@b.c", recipients=["d@e.f"]),
-            "port must be a whole number between 1 and 65535, got the string '25'",
+            "port must be a whole number between 1 and 65,535, got the string '25'",
         ),
         (
             lambda: EmailNotifier("localhost", 70000, sender="a@b.c", recipients=["d@e.f"]),
-            "port must be a whole number between 1 and 65535, got 70000",
+            "port must be a whole number between 1 and 65,535, got 70000",
         ),
     ],
     ids=["resend-inf", "resend-str", "maxlen-0", "maxlen-float", "port-str", "port-range"],

@@ -18,8 +18,11 @@ import socket
 from typing import Any
 
 from eventmon._exceptions import ConfigurationError
+from eventmon._validate import MAX_SECONDS, arg_integer, arg_number
 
 __all__ = ["register", "run"]
+
+_SECONDS_OR_0 = arg_number(minimum=0, maximum=MAX_SECONDS, unit="seconds")
 
 logger = logging.getLogger("eventmon.demo")
 
@@ -31,7 +34,12 @@ def register(subparsers: Any) -> None:
         help="run an instrumented sample app under simulated event traffic",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
-    p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0: any free port)")
+    p.add_argument(
+        "--port",
+        type=arg_integer(minimum=0, maximum=65535),
+        default=8000,
+        help="port on 127.0.0.1 (0: any free port)",
+    )
     p.add_argument(
         "--framework",
         choices=("starlette", "flask", "django"),
@@ -39,18 +47,33 @@ def register(subparsers: Any) -> None:
         help="which sample app to run (default: starlette)",
     )
     p.add_argument(
-        "--duration", type=float, default=0, help="stop after this many seconds (0: at Ctrl-C)"
+        "--duration",
+        type=_SECONDS_OR_0,
+        default=0,
+        help="stop after this many seconds (0: at Ctrl-C)",
     )
     p.add_argument("--no-load", action="store_true", help="do not generate traffic")
-    p.add_argument("--rate", type=float, default=25.0, help="mean requests/s when quiet")
-    p.add_argument("--spike", type=float, default=4.0, help="traffic multiplier at doors-open")
     p.add_argument(
-        "--cycle", type=float, default=90.0, help="seconds from one ticket-sale opening to the next"
+        "--rate", type=arg_number(above=0), default=25.0, help="mean requests/s when quiet"
     )
     p.add_argument(
-        "--opening-at", type=float, default=20.0, help="seconds into each cycle the sale opens"
+        "--spike", type=arg_number(minimum=1), default=4.0, help="traffic multiplier at doors-open"
     )
-    p.add_argument("--opening-for", type=float, default=30.0, help="seconds the sale stays open")
+    p.add_argument(
+        "--cycle",
+        type=arg_number(above=0, maximum=MAX_SECONDS, unit="seconds"),
+        default=90.0,
+        help="seconds from one ticket-sale opening to the next",
+    )
+    p.add_argument(
+        "--opening-at",
+        type=_SECONDS_OR_0,
+        default=20.0,
+        help="seconds into each cycle the sale opens",
+    )
+    p.add_argument(
+        "--opening-for", type=_SECONDS_OR_0, default=30.0, help="seconds the sale stays open"
+    )
     p.add_argument("--token", default=None, help="protect the dashboard with this token")
     p.set_defaults(func=run)
 
