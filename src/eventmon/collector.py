@@ -43,6 +43,11 @@ from eventmon.core.registry import (
     validate_label_name,
     validate_metric_name,
 )
+from eventmon.core.user_histograms import (
+    HistogramSnapshot,
+    UserHistograms,
+    check_histogram_bounds,
+)
 from eventmon.core.window import SlidingWindow
 from eventmon.hooks import SlowRequestDispatcher, log_slow_request
 from eventmon.snapshot import RealtimeMetrics
@@ -197,6 +202,7 @@ class MetricsCollector:
         self._gauges: dict[str, dict[tuple[str, ...], float]] = {}
         self._gauge_help: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._gauge_lock = threading.Lock()
+        self._histograms = UserHistograms(self.label_policy)
         self._slow = Counter()
         self._slow_sets = self.label_policy.metric("http_slow_requests_total", 2)
         self._errors = Counter()  # internal faults by place
@@ -223,6 +229,9 @@ class MetricsCollector:
         #: The worker aggregator when this collector's workers are merged
         #: (:mod:`eventmon.exporters.multiprocess`); ``None`` in single-process mode.
         self.multiprocess: Any = None
+        #: A ``prometheus_client`` registry served on this collector's pages too
+        #: (:func:`eventmon.exporters.promclient.serve_alongside`); ``None``: none.
+        self.extra_registry: Any = None
         if os.environ.get("EVENTMON_MULTIPROC_DIR"):
             from eventmon.exporters.multiprocess import enable
 
@@ -355,7 +364,7 @@ class MetricsCollector:
         family = name[:-6] if name.endswith("_total") else name
         if family not in self._counter_help:
             validate_metric_name(family)
-            self._refuse_clash(name, "counter", list(self._gauge_help))
+            self._refuse_clash(name, "counter")
         names = tuple(validate_label_name(n) for n in label_names)
         entry = self._counter_help.setdefault(family, (help, names))
         if family != name:
@@ -377,7 +386,7 @@ class MetricsCollector:
         with self._gauge_lock:
             if name not in self._gauge_help:
                 validate_metric_name(name)
-                self._refuse_clash(name, "gauge", self.counter_names())
+                self._refuse_clash(name, "gauge")
                 for n in label_names:
                     validate_label_name(n)
                 self._gauge_help[name] = ("", label_names)
@@ -389,8 +398,57 @@ class MetricsCollector:
             admitted = self.label_policy.metric(name, len(label_names)).admit(values)
             self._gauges.setdefault(name, {})[admitted] = value
 
-    @staticmethod
-    def _refuse_clash(name: str, kind: str, others: Iterable[str]) -> None:
+    def define_histogram(
+        self,
+        name: str,
+        help: str = "",
+        label_names: Sequence[str] = (),
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+    ) -> None:
+        """Declare a histogram with its help text, label names and bucket bounds; idempotent.
+
+        Defining it again with other label names or buckets raises
+        :class:`ConfigurationError`. ``+Inf`` is added to ``buckets``.
+        """
+        bounds = check_histogram_bounds(name, buckets)
+        if self._histograms.get(name) is None:
+            validate_metric_name(name)
+            self._refuse_clash(name, "histogram")
+        self._histograms.define(name, help, label_names, bounds)
+
+    def observe_histogram(
+        self,
+        name: str,
+        value: float,
+        labels: Mapping[str, str] | None = None,
+        *,
+        buckets: Sequence[float] | None = None,
+    ) -> None:
+        """Add ``value`` to the histogram ``name`` (exposed with ``_bucket``, ``_sum``, ``_count``).
+
+        The first call defines it (label names from ``labels``; ``buckets``,
+        default :data:`~eventmon.DEFAULT_BUCKETS`) unless :meth:`define_histogram`
+        did. Takes a lock. Example:
+        ``collector.observe_histogram("db_query_seconds", 0.012, {"table": "events"})``.
+        """
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"histogram {name!r}: value must be a number, got {value!r}")
+        # A histogram's _sum is a counter in OpenMetrics: it may not go down.
+        if not 0 <= value < _INF:
+            raise ValueError(f"histogram {name!r}: value must be finite and >= 0, got {value!r}")
+        label_names, values = _split_labels(labels)
+        known = self._histograms.get(name)
+        if known is None or buckets is not None:
+            self.define_histogram(
+                name, "", label_names, DEFAULT_BUCKETS if buckets is None else buckets
+            )
+        elif known[0] != label_names:
+            raise ConfigurationError(
+                f"histogram {name!r} has labels {list(known[0])}, not {list(label_names)}"
+            )
+        self._histograms.observe(name, float(value), values)
+
+    def _refuse_clash(self, name: str, kind: str) -> None:
         """Refuse a new family whose names a built-in family or another kind uses.
 
         Prometheus rejects an exposition with two families of one name, so this
@@ -400,9 +458,13 @@ class MetricsCollector:
         if problem is not None:
             raise ConfigurationError(problem)
         mine = family_names(name, kind)
-        other_kind = "gauge" if kind == "counter" else "counter"
-        for other in others:
-            if mine & family_names(other, other_kind):
+        defined = (
+            [(n, "counter") for n in self.counter_names()]
+            + [(n, "gauge") for n in list(self._gauge_help)]
+            + [(n, "histogram") for n in self._histograms.names()]
+        )
+        for other, other_kind in defined:
+            if other_kind != kind and mine & family_names(other, other_kind):
                 raise ConfigurationError(
                     f"{kind} name {name!r} clashes with the {other_kind} {other!r}"
                     " in the exposition; choose another name"
@@ -625,6 +687,10 @@ class MetricsCollector:
 
     def gauge_labels(self, name: str) -> tuple[str, ...]:
         return self._gauge_help.get(name, ("", ()))[1]
+
+    def histograms(self) -> dict[str, HistogramSnapshot]:
+        """User-defined histograms by name (see :meth:`observe_histogram`)."""
+        return self._histograms.snapshot()
 
     def slow_requests(self) -> dict[tuple[str, str], int]:
         """Slow requests by (method, endpoint)."""

@@ -53,6 +53,7 @@ from eventmon.collector import SeriesSnapshot
 from eventmon.core.histogram import HdrLayout
 from eventmon.core.process import rss_bytes
 from eventmon.core.registry import escape_label_value
+from eventmon.core.user_histograms import HistogramSnapshot
 
 if TYPE_CHECKING:
     from eventmon.collector import MetricsCollector
@@ -319,6 +320,23 @@ def _check(state: dict[str, Any], nbuckets: int, nslots: int) -> None:
     for key in ("counter_labels", "gauge_labels"):
         if not all(_is_strs(names) for names in items(key, dict).values()):
             fail(key)
+    meta = items("histogram_meta", dict)
+    for help_text, names, bounds in meta.values():
+        if not (
+            type(help_text) is str
+            and _is_strs(names)
+            and isinstance(bounds, list)
+            and all(type(b) in (int, float) and math.isfinite(b) for b in bounds)
+        ):
+            fail("histogram_meta")
+    for name, values, counts, total in items("histograms", list):
+        if not (
+            name in meta
+            and _is_strs(values)
+            and _counts_ok(counts, len(meta[name][2]) + 1)
+            and _is_amount(total)
+        ):
+            fail("histograms")
     for key in ("cpu", "cpu_exited"):
         if not _is_amount(state.get(key, 0.0)):
             fail(key)
@@ -342,6 +360,8 @@ class _Merged:
         "gauge_labels",
         "gauges",
         "hdr",
+        "histogram_meta",
+        "histograms",
         "inflight",
         "merged",
         "processes",
@@ -359,6 +379,9 @@ class _Merged:
         self.counter_labels: dict[str, tuple[str, ...]] = {}
         self.gauges: dict[str, dict[tuple[str, ...], float]] = {}
         self.gauge_labels: dict[str, tuple[str, ...]] = {}
+        # User histograms: name -> label values -> [bucket counts..., sum].
+        self.histograms: dict[str, dict[tuple[str, ...], list[Any]]] = {}
+        self.histogram_meta: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {}
         self.cpu = 0.0  # CPU seconds of exited workers
         self.inflight = 0
         self.merged: list[str] = []  # tokens of workers already in the archive
@@ -398,6 +421,20 @@ class _Merged:
             per[k] = per.get(k, 0) + sign * v
         for name, names in state.get("counter_labels", {}).items():
             self.counter_labels.setdefault(name, tuple(names))
+        for name, (help_text, names, bounds) in state.get("histogram_meta", {}).items():
+            self.histogram_meta.setdefault(name, (help_text, tuple(names), tuple(bounds)))
+        for name, values, counts, total in state.get("histograms", ()):
+            if len(counts) != len(self.histogram_meta[name][2]) + 1:
+                continue  # defined with other buckets in another worker: not addable
+            per_h = self.histograms.setdefault(name, {})
+            k = tuple(values)
+            row = per_h.get(k)
+            if row is None:
+                per_h[k] = [*(sign * c for c in counts), sign * total]
+            else:
+                for i, c in enumerate(counts):
+                    row[i] += sign * c
+                row[-1] += sign * total
         self.cpu += sign * state.get("cpu_exited", 0.0)
         for token in state.get("merged", ()):
             self.merged.append(token)
@@ -415,7 +452,9 @@ class _Merged:
             self.cpu += state.get("cpu", 0.0) if "token" in state else 0.0
 
     def empty(self) -> bool:
-        figures = self.series or self.hdr or self.slow or self.errors or self.counters
+        figures = (
+            self.series or self.hdr or self.slow or self.errors or self.counters or self.histograms
+        )
         return not (figures or self.merged or self.cpu)
 
     def join(self, other: _Merged) -> None:
@@ -440,6 +479,16 @@ class _Merged:
             _join_into(self.counters.setdefault(name, {}), per)
         for name, names in other.counter_labels.items():
             self.counter_labels.setdefault(name, names)
+        for name, meta in other.histogram_meta.items():
+            self.histogram_meta.setdefault(name, meta)
+        for name, per_h in other.histograms.items():
+            mine = self.histograms.setdefault(name, {})
+            for k, row in per_h.items():
+                acc = mine.get(k)
+                if acc is None:
+                    mine[k] = list(row)
+                elif len(acc) == len(row):
+                    mine[k] = [max(x, y) for x, y in zip(acc, row, strict=True)]
         self.cpu = max(self.cpu, other.cpu)
         seen = set(self.merged)
         # Tokens only ours are older ones: put them first, where the cap trims.
@@ -456,8 +505,17 @@ class _Merged:
             and _covers(self.slow, other.slow)
             and _covers(self.errors, other.errors)
             and all(_covers(self.counters.get(n, {}), per) for n, per in other.counters.items())
+            and all(
+                all(map(float.__le__, map(float, row), self._histogram_row(n, k, len(row))))
+                for n, per_h in other.histograms.items()
+                for k, row in per_h.items()
+            )
             and self.cpu >= other.cpu
         )
+
+    def _histogram_row(self, name: str, values: tuple[str, ...], width: int) -> list[float]:
+        row = self.histograms.get(name, {}).get(values)
+        return [float(x) for x in row] if row is not None else [0.0] * width
 
     def to_state(self) -> dict[str, Any]:
         """This sum as a state document (the archive's format)."""
@@ -473,6 +531,15 @@ class _Merged:
                 [name, list(k), v] for name, per in self.counters.items() for k, v in per.items()
             ],
             "counter_labels": {k: list(v) for k, v in self.counter_labels.items()},
+            "histograms": [
+                [name, list(k), row[:-1], row[-1]]
+                for name, per_h in self.histograms.items()
+                for k, row in per_h.items()
+            ],
+            "histogram_meta": {
+                name: [help_text, list(names), list(bounds)]
+                for name, (help_text, names, bounds) in self.histogram_meta.items()
+            },
             "cpu_exited": self.cpu,
             "merged": self.merged[-_KEEP_MERGED:],
         }
@@ -565,6 +632,14 @@ class MergedView:
 
     def gauge_labels(self, name: str) -> tuple[str, ...]:
         return self._m.gauge_labels.get(name, ("worker",))
+
+    def histograms(self) -> dict[str, HistogramSnapshot]:
+        out = {}
+        for name, per in self._m.histograms.items():
+            help_text, names, bounds = self._m.histogram_meta[name]
+            samples = {k: (tuple(row[:-1]), float(row[-1])) for k, row in per.items()}
+            out[name] = HistogramSnapshot(name, help_text, names, bounds, samples)
+        return out
 
     def processes(self) -> list[ProcessSample]:
         """Per live worker (``worker="<pid>"``) CPU and memory; exited workers' CPU."""
@@ -725,6 +800,7 @@ class WorkerAggregator:
                 hdr[endpoint] = cached[1]
         counters = c.counters()
         gauges = c.gauges()
+        histograms = c.histograms()
         times = os.times()
         return {
             "format": _FORMAT,
@@ -743,6 +819,15 @@ class WorkerAggregator:
             "counter_labels": {name: list(c.counter_labels(name)) for name in counters},
             "gauges": [[name, list(k), v] for name, per in gauges.items() for k, v in per.items()],
             "gauge_labels": {name: list(c.gauge_labels(name)) for name in gauges},
+            "histograms": [
+                [name, list(k), list(counts), total]
+                for name, h in histograms.items()
+                for k, (counts, total) in h.samples.items()
+            ],
+            "histogram_meta": {
+                name: [h.help, list(h.label_names), list(h.bounds)]
+                for name, h in histograms.items()
+            },
             "inflight": c.in_progress(),
             "cpu": times.user + times.system,
             "rss": rss_bytes(),

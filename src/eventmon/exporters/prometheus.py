@@ -24,6 +24,7 @@ from eventmon.core.registry import escape_label_value
 
 if TYPE_CHECKING:
     from eventmon.collector import MetricsCollector, SeriesSnapshot
+    from eventmon.core.user_histograms import HistogramSnapshot
 
 __all__ = [
     "CONTENT_TYPE_OPENMETRICS",
@@ -57,6 +58,7 @@ class MetricsView(Protocol):
     def counter_labels(self, name: str) -> tuple[str, ...]: ...
     def gauges(self) -> Mapping[str, Mapping[tuple[str, ...], float]]: ...
     def gauge_labels(self, name: str) -> tuple[str, ...]: ...
+    def histograms(self) -> Mapping[str, HistogramSnapshot]: ...
 
 
 _BUILD_HELP = "eventmon's version and request path: accelerator c (compiled) or python."
@@ -90,7 +92,9 @@ def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
     return ",".join(f'{n}="{escape_label_value(v)}"' for n, v in zip(names, values, strict=True))
 
 
-def render(collector: MetricsCollector, *, openmetrics: bool = False, unit: str = "s") -> bytes:
+def render(
+    collector: MetricsCollector, *, openmetrics: bool = False, unit: str = "s", also: Any = None
+) -> bytes:
     """The collector's metrics in the Prometheus text format (or OpenMetrics).
 
     ``unit="ms"`` names the histogram ``http_request_duration_ms`` with
@@ -99,12 +103,31 @@ def render(collector: MetricsCollector, *, openmetrics: bool = False, unit: str 
     count in +Inf only); the default is seconds, Prometheus's base unit. With worker aggregation on
     (``EVENTMON_MULTIPROC_DIR``, :mod:`eventmon.exporters.multiprocess`) the
     output is that of every worker of the server merged.
+
+    ``also``: a ``prometheus_client`` registry whose families follow eventmon's
+    (default: the one given to :func:`eventmon.exporters.promclient.serve_alongside`);
+    eventmon leaves out its own copy of any family the registry also exports.
+    If the registry fails, eventmon's families are served and the fault counted.
     """
+    registry = also if also is not None else getattr(collector, "extra_registry", None)
+    collected = None
+    if registry is not None:
+        # Collected first, so that a failure shows on this very page.
+        try:
+            collected = list(registry.collect())
+        except Exception:
+            collector.internal_error("prometheus_client.registry")
     mp = getattr(collector, "multiprocess", None)
     if mp is not None:
         view, processes = mp.scrape()
-        return render_families(view, openmetrics=openmetrics, unit=unit, processes=processes)
-    return render_families(collector, openmetrics=openmetrics, unit=unit)
+        body = render_families(view, openmetrics=openmetrics, unit=unit, processes=processes)
+    else:
+        body = render_families(collector, openmetrics=openmetrics, unit=unit)
+    if collected is None:
+        return body
+    from eventmon.exporters.promclient import combine
+
+    return combine(body, registry, openmetrics=openmetrics, collected=collected)
 
 
 def render_families(
@@ -241,6 +264,19 @@ def render_families(
         for values, v in sorted(per_g.items()):
             lbl = _labels(names, values)
             add(f"{name}{{{lbl}}} {_num(v)}\n" if lbl else f"{name} {_num(v)}\n")
+
+    for name, h in sorted(view.histograms().items()):
+        help_text = h.help.replace("\\", "\\\\").replace("\n", "\\n")
+        family(name, "histogram", help_text or f"Histogram {name}.")
+        bucket_les = [*(f'le="{b!r}"' for b in h.bounds), 'le="+Inf"']
+        for values, (counts, total) in sorted(h.samples.items()):
+            lbl = _labels(h.label_names, values)
+            sep = "," if lbl else ""
+            for le, c in zip(bucket_les, accumulate(counts), strict=True):
+                add(f"{name}_bucket{{{lbl}{sep}{le}}} {c}\n")
+            braces = f"{{{lbl}}}" if lbl else ""
+            add(f"{name}_sum{braces} {_num(total)}\n")
+            add(f"{name}_count{braces} {sum(counts)}\n")
 
     if openmetrics:
         add("# EOF\n")

@@ -1,0 +1,376 @@
+"""eventmon next to prometheus_client: each registry on the other's page, no family twice.
+
+Checked with the real prometheus_client (its text and OpenMetrics expositions and
+parsers), with ``promtool check metrics``, and in real Flask and Starlette apps
+scraped over HTTP on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import subprocess
+import threading
+import urllib.request
+from collections import Counter as Tally
+from collections.abc import Iterator
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pytest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from eventmon import ConfigurationError, MetricsCollector
+from eventmon.exporters.promclient import EventmonCollector, serve_alongside
+from eventmon.exporters.prometheus import CONTENT_TYPE_OPENMETRICS, render
+from servers import free_port, require_binary, wait_for_port
+
+
+def _collector() -> MetricsCollector:
+    c = MetricsCollector(slow_hooks=(), slow_threshold=0.2)
+    for i in range(30):
+        c.observe(["GET", "POST"][i % 2], "/events/{event_id}", [200, 404][i % 3 == 0], i / 100)
+    c.observe("GET", '/we"ird\\path', 503, 0.3)
+    c.increment_counter("db_connection_errors", {"db": "main"}, 2)
+    c.set_gauge("queue_depth", 7, {"queue": "mail"})
+    c.define_histogram("db_query_seconds", "Query time.", ["db"], buckets=[0.01, 0.1, 1])
+    for v in (0.005, 0.05, 0.5, 5):
+        c.observe_histogram("db_query_seconds", v, {"db": "main"})
+    c.record_internal_error("test.place")
+    return c
+
+
+def _app_registry(*, process: bool = True) -> CollectorRegistry:
+    """What an app's prometheus_client registry looks like: the default collectors, its own."""
+    registry = CollectorRegistry(auto_describe=True)  # as prometheus_client.REGISTRY is
+    if process:
+        ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    Counter("orders_placed_total", "Orders placed.", ["shop"], registry=registry).labels("a").inc(3)
+    Histogram("app_render_seconds", "Render time.", registry=registry).observe(0.2)
+    return registry
+
+
+def promtool_clean(body: bytes) -> None:
+    promtool = require_binary("promtool")
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=body, capture_output=True, timeout=60, check=False
+    )
+    output = (result.stdout + result.stderr).decode()
+    assert result.returncode == 0, output
+    assert output.strip() == "", output
+
+
+def _type_lines(body: bytes) -> Tally[str]:
+    """How many times each family is declared (a family twice is what Prometheus rejects)."""
+    return Tally(
+        line.split()[2] for line in body.decode().splitlines() if line.startswith("# TYPE ")
+    )
+
+
+def _values(body: bytes, *, openmetrics: bool = False) -> dict[tuple[str, frozenset[Any]], float]:
+    parse = parse_openmetrics if openmetrics else text_string_to_metric_families
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for f in parse(body.decode())
+        for s in f.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def _eventmon_samples(c: MetricsCollector, *, openmetrics: bool = False) -> dict[Any, float]:
+    skip = ("process_", "eventmon_cpu_limit", "eventmon_memory_limit")
+    return {
+        k: v
+        for k, v in _values(render(c, openmetrics=openmetrics), openmetrics=openmetrics).items()
+        if not k[0].startswith(skip)
+    }
+
+
+# ----------------------------------------------------------- eventmon in a registry
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_registered_collector_shows_every_eventmon_sample_and_no_family_twice(
+    openmetrics: bool,
+) -> None:
+    c = _collector()
+    registry = _app_registry()
+    registry.register(EventmonCollector(c))
+    body = (generate_openmetrics if openmetrics else generate_latest)(registry)
+    got = _values(body, openmetrics=openmetrics)
+    want = _eventmon_samples(c, openmetrics=openmetrics)
+    assert want, "nothing to compare"
+    missing = {k: v for k, v in want.items() if got.get(k) != pytest.approx(v)}
+    assert missing == {}
+    # Histograms (request and user), the HDR summary, in-progress gauge, counters, info.
+    assert got[("db_query_seconds_bucket", frozenset({("db", "main"), ("le", "0.1")}))] == 2
+    assert got[("db_query_seconds_count", frozenset({("db", "main")}))] == 4
+    assert ("http_requests_in_progress", frozenset()) in got
+    assert any(k[0] == "http_request_duration_hdr_seconds" for k in got)
+    assert got[("orders_placed_total", frozenset({("shop", "a")}))] == 3
+    # process_* once: prometheus_client's ProcessCollector keeps its copy, eventmon drops its.
+    assert _type_lines(body).most_common(1)[0][1] == 1
+    assert (
+        _type_lines(body)["process_cpu_seconds_total" if not openmetrics else "process_cpu_seconds"]
+        == 1
+    )
+    assert "process_virtual_memory_bytes" in body.decode()  # prometheus_client's own
+    if not openmetrics:
+        promtool_clean(body)
+
+
+def test_register_next_to_a_process_collector_with_process_metrics_on_is_refused() -> None:
+    registry = _app_registry()
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        registry.register(EventmonCollector(_collector(), process_metrics=True))
+
+
+def test_process_metrics_on_in_a_registry_without_a_process_collector() -> None:
+    registry = _app_registry(process=False)
+    registry.register(EventmonCollector(_collector(), process_metrics=True))
+    body = generate_latest(registry)
+    got = _values(body)
+    assert got[("process_cpu_seconds_total", frozenset())] > 0
+    assert got[("process_resident_memory_bytes", frozenset())] > 0
+    promtool_clean(body)
+
+
+def test_unit_ms_matches_eventmon_page() -> None:
+    c = _collector()
+    registry = CollectorRegistry()
+    registry.register(EventmonCollector(c, unit="ms"))
+    got = _values(generate_latest(registry))
+    want_ms = {k: v for k, v in _values(render(c, unit="ms")).items() if "duration" in k[0]}
+    assert any(k[0] == "http_request_duration_ms_bucket" for k in want_ms)
+    assert {k: got.get(k) for k in want_ms} == pytest.approx(want_ms)
+    assert not any(k[0].startswith("http_request_duration_seconds") for k in got)
+
+
+@pytest.mark.parametrize("bad", [{"unit": "min"}, {"process_metrics": "yes"}, {"collector": 3}])
+def test_bad_options_are_configuration_errors(bad: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        EventmonCollector(**bad)
+
+
+# ----------------------------------------------------- a registry on eventmon's page
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_render_also_registry_serves_both_with_no_family_twice(openmetrics: bool) -> None:
+    c = _collector()
+    registry = _app_registry()
+    body = render(c, openmetrics=openmetrics, also=registry)
+    text = body.decode()
+    assert _type_lines(body).most_common(1)[0][1] == 1, _type_lines(body).most_common(3)
+    got = _values(body, openmetrics=openmetrics)
+    want = _eventmon_samples(c, openmetrics=openmetrics)
+    assert {k: v for k, v in want.items() if got.get(k) != pytest.approx(v)} == {}
+    assert got[("orders_placed_total", frozenset({("shop", "a")}))] == 3
+    # The registry's process families are the ones served (with their other figures).
+    assert "process_virtual_memory_bytes" in text
+    assert "CPU time of this process." not in text
+    if openmetrics:
+        assert text.count("# EOF") == 1
+        assert text.endswith("# EOF\n")
+    else:
+        promtool_clean(body)
+
+
+def test_a_registry_holding_eventmon_collector_is_served_once() -> None:
+    c = _collector()
+    registry = _app_registry()
+    registry.register(EventmonCollector(c))
+    body = render(c, also=registry)
+    assert _type_lines(body).most_common(1)[0][1] == 1
+    promtool_clean(body)
+
+
+def test_clash_other_than_process_is_logged_once_and_the_registry_copy_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    c = _collector()
+    registry = CollectorRegistry()
+    Counter("queue_depth", "The app's own.", registry=registry).inc(41)
+    with caplog.at_level(logging.WARNING, logger="eventmon"):
+        first = render(c, also=registry)
+        render(c, also=registry)
+    assert _values(first)[("queue_depth_total", frozenset())] == 41
+    assert ("queue_depth", frozenset({("queue", "mail")})) not in _values(first)
+    assert [r.getMessage() for r in caplog.records if "queue_depth" in r.getMessage()] == [
+        "eventmon: the prometheus_client registry also exports queue_depth;"
+        " serving the registry's copy, not eventmon's"
+    ]
+    promtool_clean(first)
+
+
+def test_a_failing_registry_leaves_eventmon_page_served_and_counted() -> None:
+    c = _collector()
+
+    class Broken:
+        def collect(self) -> Iterator[Any]:
+            raise RuntimeError("app collector bug")
+
+    body = render(c, also=Broken())
+    assert (
+        _values(body)[
+            ("eventmon_internal_errors_total", frozenset({("where", "prometheus_client.registry")}))
+        ]
+        == 1
+    )
+    promtool_clean(body)
+
+
+def test_serve_alongside_checks_what_it_is_given() -> None:
+    c = _collector()
+    with pytest.raises(ConfigurationError, match="prometheus_client registry"):
+        serve_alongside(object(), c)
+    with pytest.raises(ConfigurationError, match="not an EventmonCollector"):
+        serve_alongside(EventmonCollector(c), c)
+    serve_alongside(CollectorRegistry(), c)
+    serve_alongside(None, c)
+    assert c.extra_registry is None
+
+
+# ------------------------------------------------------------ real apps over HTTP
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _wsgi_server(app: Any) -> Iterator[str]:
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@contextlib.contextmanager
+def _uvicorn_server(app: Any) -> Iterator[str]:
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _get(url: str, accept: str | None = None) -> tuple[str, bytes]:
+    req = urllib.request.Request(url)
+    if accept:
+        req.add_header("Accept", accept)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.headers["Content-Type"], r.read()
+
+
+def test_flask_app_serving_prometheus_client_page_with_eventmon_registered() -> None:
+    from flask import Flask
+    from prometheus_client import make_wsgi_app
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    from eventmon.flask import Eventmon
+
+    c = MetricsCollector(slow_hooks=())
+    registry = _app_registry()
+    registry.register(EventmonCollector(c))
+    app = Flask(__name__)
+
+    @app.get("/events/<int:event_id>")
+    def event(event_id: int) -> str:
+        c.observe_histogram("db_query_seconds", 0.02, {"db": "main"})
+        return str(event_id)
+
+    Eventmon(app, collector=c, metrics_path=None)  # the page is prometheus_client's
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/metrics": make_wsgi_app(registry)})  # type: ignore[method-assign]
+    with _wsgi_server(app) as base:
+        for i in range(3):
+            _get(f"{base}/events/{i}")
+        _, body = _get(f"{base}/metrics")
+    got = _values(body)
+    key = frozenset(
+        {("method", "GET"), ("endpoint", "/events/<int:event_id>"), ("status_code", "200")}
+    )
+    assert got[("http_requests_total", key)] == 3
+    assert got[("db_query_seconds_count", frozenset({("db", "main")}))] == 3
+    assert _type_lines(body).most_common(1)[0][1] == 1
+    promtool_clean(body)
+
+
+def test_starlette_app_serving_eventmon_page_with_the_app_registry_beside() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from eventmon.asgi import EventmonMiddleware
+
+    c = MetricsCollector(slow_hooks=())
+    registry = _app_registry()
+    orders = Counter("orders_total", "Orders.", registry=registry)
+
+    async def order(request: Any) -> PlainTextResponse:
+        orders.inc()
+        c.observe_histogram("payload_bytes", 512, buckets=[100, 1000, 10000])
+        return PlainTextResponse("ok")
+
+    app = EventmonMiddleware(Starlette(routes=[Route("/orders/{id}", order)]), collector=c)
+    serve_alongside(registry, c)
+    with _uvicorn_server(app) as base:
+        for i in range(4):
+            _get(f"{base}/orders/{i}")
+        _, text_body = _get(f"{base}/metrics")
+        om_type, om_body = _get(f"{base}/metrics", accept="application/openmetrics-text")
+    got = _values(text_body)
+    key = frozenset({("method", "GET"), ("endpoint", "/orders/{id}"), ("status_code", "200")})
+    assert got[("http_requests_total", key)] == 4
+    assert got[("orders_total", frozenset())] == 4
+    assert got[("payload_bytes_count", frozenset())] == 4
+    assert _type_lines(text_body).most_common(1)[0][1] == 1
+    promtool_clean(text_body)
+    assert om_type == CONTENT_TYPE_OPENMETRICS
+    om = _values(om_body, openmetrics=True)
+    assert om[("orders_total", frozenset())] == 4
+    assert om[("http_requests_total", key)] == 4
+    assert _type_lines(om_body).most_common(1)[0][1] == 1
+
+
+def test_import_eventmon_exporters_does_not_import_prometheus_client() -> None:
+    import sys
+
+    code = (
+        "import sys, eventmon, eventmon.exporters, eventmon.exporters.prometheus;"
+        "from eventmon.exporters.prometheus import render;"
+        "import eventmon as e; render(e.MetricsCollector());"
+        "print('prometheus_client' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
