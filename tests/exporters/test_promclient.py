@@ -14,6 +14,8 @@ import threading
 import urllib.request
 from collections import Counter as Tally
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -132,6 +134,20 @@ def test_registered_collector_shows_every_eventmon_sample_and_no_family_twice(
     assert "process_virtual_memory_bytes" in body.decode()  # prometheus_client's own
     if not openmetrics:
         promtool_clean(body)
+
+
+@pytest.mark.parametrize("c", [MetricsCollector(slow_hooks=()), _collector()], ids=["empty", "fed"])
+def test_the_bridge_declares_exactly_eventmon_page_families_but_process(
+    c: MetricsCollector,
+) -> None:
+    # Catches a family added to eventmon's page but not to the bridge, samples or not.
+    registry = CollectorRegistry()
+    registry.register(EventmonCollector(c))
+    page = {n for n in _type_lines(render(c)) if not n.startswith("process_")}
+    assert set(_type_lines(generate_latest(registry))) == page
+    registry = CollectorRegistry()
+    registry.register(EventmonCollector(c, process_metrics=True))
+    assert set(_type_lines(generate_latest(registry))) == set(_type_lines(render(c)))
 
 
 def test_register_next_to_a_process_collector_with_process_metrics_on_is_refused() -> None:
@@ -374,3 +390,40 @@ def test_import_eventmon_exporters_does_not_import_prometheus_client() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_gunicorn_workers_merge_user_histograms_on_both_pages(tmp_path: Path) -> None:
+    from servers import PYTHON, running
+
+    port = free_port()
+    cmd = [
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "-w",
+        "2",
+        "-b",
+        f"127.0.0.1:{port}",
+        "apps.promclient_app:app",
+    ]
+    env = {"EVENTMON_MULTIPROC_DIR": str(tmp_path / "mp"), "EVENTMON_MULTIPROC_INTERVAL": "0.2"}
+    with running(cmd, port, env=env):
+        sizes = [5, 50, 500, 5000] * 10
+        with ThreadPoolExecutor(4) as pool:
+            served = list(pool.map(lambda n: _get(f"http://127.0.0.1:{port}/work/{n}"), sizes))
+        assert len({body for _, body in served}) == 2  # both workers served some
+        key = frozenset({("kind", "a")})
+        for _ in range(50):
+            _, eventmon_page = _get(f"http://127.0.0.1:{port}/metrics")
+            _, prom_page = _get(f"http://127.0.0.1:{port}/prom")
+            pages = [_values(eventmon_page), _values(prom_page)]
+            if all(p.get(("job_size_bytes_count", key)) == len(sizes) for p in pages):
+                break
+            threading.Event().wait(0.2)  # the other worker's next periodic write
+        for body, got in zip((eventmon_page, prom_page), pages, strict=True):
+            assert got[("job_size_bytes_count", key)] == len(sizes)
+            assert got[("job_size_bytes_sum", key)] == sum(sizes)
+            assert got[("job_size_bytes_bucket", key | {("le", "100.0")})] == 20
+            assert _type_lines(body).most_common(1)[0][1] == 1
+            promtool_clean(body)
