@@ -1,0 +1,351 @@
+"""The state document a worker writes, its validation, and the sum and max-join of them.
+
+One format (``"format": 1``) for worker files and ``archive.json``: a worker's
+whole cumulative state. :class:`_Merged` adds documents (a scrape) and joins
+two archives figure by figure (rebuilding a damaged one).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eventmon.exporters.prometheus import ProcessSample
+
+_FORMAT = 1
+_KEEP_MERGED = 4096  # tokens of archived workers remembered against double merging
+
+
+class _Corrupt(ValueError):
+    """A file in the directory that is not a state document eventmon wrote."""
+
+
+def _is_count(x: object) -> bool:
+    return type(x) is int and x >= 0
+
+
+def _is_amount(x: object) -> bool:
+    return type(x) in (int, float) and 0 <= x < math.inf  # type: ignore[operator]
+
+
+def _is_strs(xs: object) -> bool:
+    return isinstance(xs, list) and all(type(x) is str for x in xs)
+
+
+def _counts_ok(xs: object, length: int | None = None) -> bool:
+    """A list of non-negative ints (of ``length`` items if given)."""
+    if not isinstance(xs, list) or (length is not None and len(xs) != length):
+        return False
+    return not xs or (type(sum(xs)) is int and min(xs) >= 0)
+
+
+class _OtherBounds(Exception):
+    """A worker file written with other bucket bounds: sound, but not addable."""
+
+
+def _parse(data: bytes, bounds: list[float], nslots: int, *, worker: bool) -> dict[str, Any]:
+    """A state document from ``data``, checked; _Corrupt if it is not one we wrote.
+
+    Checked in full (types, shapes, bucket counts, no negative or non-finite count)
+    so that a damaged file is set aside at once instead of failing every scrape.
+    ``bounds``: the collector's, which a worker file must carry (_OtherBounds if not).
+    """
+    try:
+        state = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise _Corrupt(f"not JSON: {str(e)[:60]}") from None
+    if not isinstance(state, dict) or state.get("format") != _FORMAT:
+        raise _Corrupt("not an eventmon state document")
+    if worker and state.get("bounds") != bounds:
+        theirs = state.get("bounds")
+        if isinstance(theirs, list) and all(type(b) in (int, float) for b in theirs):
+            raise _OtherBounds
+        raise _Corrupt("bad bounds")
+    try:
+        _check(state, len(bounds) + 1, nslots)
+    except (TypeError, ValueError) as e:  # wrong arity or type met while unpacking
+        raise _Corrupt(f"malformed: {str(e)[:60]}") from None
+    return state
+
+
+def _check(state: dict[str, Any], nbuckets: int, nslots: int) -> None:
+    def fail(what: str) -> None:
+        raise _Corrupt(f"bad {what}")
+
+    def items(key: str, kind: type) -> Any:
+        value = state.get(key, kind())
+        if type(value) is not kind:
+            fail(key)
+        return value
+
+    rows = items("series", list)
+    if rows:
+        # Column by column, with built-ins: a scrape checks every worker's file.
+        if set(map(type, rows)) != {list} or set(map(len, rows)) != {6}:
+            fail("series")
+        methods, endpoints, statuses, counts, totals, buckets = zip(*rows, strict=True)
+        flat = list(itertools.chain.from_iterable(buckets))
+        if not (
+            set(map(type, itertools.chain(methods, endpoints, statuses))) == {str}
+            and set(map(type, counts)) == {int}
+            and min(counts) >= 0
+            and set(map(type, totals)) <= {int, float}
+            and min(totals) >= 0
+            and math.isfinite(math.fsum(totals))  # NaN hides from min()
+            and set(map(type, buckets)) == {list}
+            and set(map(len, buckets)) == {nbuckets}
+            and set(map(type, flat)) == {int}
+            and min(flat) >= 0
+        ):
+            fail("series")
+    for flat in items("hdr", dict).values():
+        if not (_counts_ok(flat) and len(flat) % 2 == 0 and max(flat[::2], default=0) < nslots):
+            fail("hdr")
+    for method, endpoint, n in items("slow", list):
+        if not (type(method) is str and type(endpoint) is str and _is_count(n)):
+            fail("slow")
+    if not all(_is_count(n) for n in items("errors", dict).values()):
+        fail("errors")
+    for key in ("counters", "gauges"):
+        for name, values, v in items(key, list):
+            if not (type(name) is str and _is_strs(values) and type(v) in (int, float)):
+                fail(key)
+            if key == "counters" and not _is_amount(v):
+                fail(key)
+    for key in ("counter_labels", "gauge_labels"):
+        if not all(_is_strs(names) for names in items(key, dict).values()):
+            fail(key)
+    meta = items("histogram_meta", dict)
+    for help_text, names, bounds in meta.values():
+        if not (
+            type(help_text) is str
+            and _is_strs(names)
+            and isinstance(bounds, list)
+            and all(type(b) in (int, float) and math.isfinite(b) for b in bounds)
+        ):
+            fail("histogram_meta")
+    for name, values, counts, total in items("histograms", list):
+        if not (
+            name in meta
+            and _is_strs(values)
+            and _counts_ok(counts, len(meta[name][2]) + 1)
+            and _is_amount(total)
+        ):
+            fail("histograms")
+    for key in ("cpu", "cpu_exited"):
+        if not _is_amount(state.get(key, 0.0)):
+            fail(key)
+    if not (_is_count(state.get("rss", 0)) and type(state.get("inflight", 0)) is int):
+        fail("process figures")
+    if not _is_strs(items("merged", list)):
+        fail("merged")
+
+
+class _Merged:
+    """Sum of worker states; also the archive's content."""
+
+    __slots__ = (
+        "counter_labels",
+        "counters",
+        "cpu",
+        "errors",
+        "gauge_labels",
+        "gauges",
+        "hdr",
+        "histogram_meta",
+        "histograms",
+        "inflight",
+        "merged",
+        "processes",
+        "series",
+        "slow",
+        "workers",
+    )
+
+    def __init__(self) -> None:
+        self.series: dict[tuple[str, str, str], list[Any]] = {}  # [count, sum, [buckets]]
+        self.hdr: dict[str, dict[int, int]] = {}
+        self.slow: dict[tuple[str, str], int] = {}
+        self.errors: dict[str, int] = {}
+        self.counters: dict[str, dict[tuple[str, ...], float]] = {}
+        self.counter_labels: dict[str, tuple[str, ...]] = {}
+        self.gauges: dict[str, dict[tuple[str, ...], float]] = {}
+        self.gauge_labels: dict[str, tuple[str, ...]] = {}
+        # User histograms: name -> label values -> [bucket counts..., sum].
+        self.histograms: dict[str, dict[tuple[str, ...], list[Any]]] = {}
+        self.histogram_meta: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {}
+        self.cpu = 0.0  # CPU seconds of exited workers
+        self.inflight = 0
+        self.merged: list[str] = []  # tokens of workers already in the archive
+        self.processes: list[ProcessSample] = []
+        self.workers = 0
+
+    def add(self, state: Mapping[str, Any], sign: int = 1, *, live: bool = False) -> None:
+        """Add (or with ``sign=-1`` subtract) one state document."""
+        series = self.series
+        for method, endpoint, status, count, total, buckets in state.get("series", ()):
+            key = (method, endpoint, status)
+            acc = series.get(key)
+            if acc is None:
+                series[key] = [sign * count, sign * total, [sign * b for b in buckets]]
+            else:
+                acc[0] += sign * count
+                acc[1] += sign * total
+                acc_b = acc[2]
+                for i, b in enumerate(buckets):
+                    acc_b[i] += sign * b
+        hdr = self.hdr
+        for endpoint, flat in state.get("hdr", {}).items():
+            acc_h = hdr.get(endpoint)
+            if acc_h is None:
+                acc_h = hdr[endpoint] = {}
+            it = iter(flat)
+            for i, c in zip(it, it, strict=True):
+                acc_h[i] = acc_h.get(i, 0) + sign * c
+        for method, endpoint, n in state.get("slow", ()):
+            k2 = (method, endpoint)
+            self.slow[k2] = self.slow.get(k2, 0) + sign * n
+        for where, n in state.get("errors", {}).items():
+            self.errors[where] = self.errors.get(where, 0) + sign * n
+        for name, values, v in state.get("counters", ()):
+            per = self.counters.setdefault(name, {})
+            k = tuple(values)
+            per[k] = per.get(k, 0) + sign * v
+        for name, names in state.get("counter_labels", {}).items():
+            self.counter_labels.setdefault(name, tuple(names))
+        for name, (help_text, names, bounds) in state.get("histogram_meta", {}).items():
+            self.histogram_meta.setdefault(name, (help_text, tuple(names), tuple(bounds)))
+        for name, values, counts, total in state.get("histograms", ()):
+            if len(counts) != len(self.histogram_meta[name][2]) + 1:
+                continue  # defined with other buckets in another worker: not addable
+            per_h = self.histograms.setdefault(name, {})
+            k = tuple(values)
+            row = per_h.get(k)
+            if row is None:
+                per_h[k] = [*(sign * c for c in counts), sign * total]
+            else:
+                for i, c in enumerate(counts):
+                    row[i] += sign * c
+                row[-1] += sign * total
+        self.cpu += sign * state.get("cpu_exited", 0.0)
+        for token in state.get("merged", ()):
+            self.merged.append(token)
+        if live:
+            self.workers += 1
+            self.inflight += state.get("inflight", 0)
+            pid = str(state.get("pid", "?"))
+            self.processes.append((f'worker="{pid}"', state.get("cpu", 0.0), state.get("rss", 0)))
+            for name, values, v in state.get("gauges", ()):
+                key = (*values, pid)
+                self.gauges.setdefault(name, {})[key] = v
+            for name, names in state.get("gauge_labels", {}).items():
+                self.gauge_labels.setdefault(name, (*names, "worker"))
+        elif sign > 0:
+            self.cpu += state.get("cpu", 0.0) if "token" in state else 0.0
+
+    def empty(self) -> bool:
+        figures = (
+            self.series or self.hdr or self.slow or self.errors or self.counters or self.histograms
+        )
+        return not (figures or self.merged or self.cpu)
+
+    def join(self, other: _Merged) -> None:
+        """Make every figure the larger of ``self``'s and ``other``'s (never their sum).
+
+        Two copies of the archive each hold a subset of the dead workers' counts:
+        the larger figure is at least either copy and never counts a worker twice.
+        """
+        for key, (count, total, buckets) in other.series.items():
+            acc = self.series.get(key)
+            if acc is None:
+                self.series[key] = [count, total, list(buckets)]
+            else:
+                joined = [max(x, y) for x, y in zip(acc[2], buckets, strict=True)]
+                # count = its buckets' sum, so the histogram stays consistent.
+                acc[:] = [max(acc[0], count, sum(joined)), max(acc[1], total), joined]
+        for endpoint, counts in other.hdr.items():
+            _join_into(self.hdr.setdefault(endpoint, {}), counts)
+        _join_into(self.slow, other.slow)
+        _join_into(self.errors, other.errors)
+        for name, per in other.counters.items():
+            _join_into(self.counters.setdefault(name, {}), per)
+        for name, names in other.counter_labels.items():
+            self.counter_labels.setdefault(name, names)
+        for name, meta in other.histogram_meta.items():
+            self.histogram_meta.setdefault(name, meta)
+        for name, per_h in other.histograms.items():
+            mine = self.histograms.setdefault(name, {})
+            for k, row in per_h.items():
+                acc = mine.get(k)
+                if acc is None:
+                    mine[k] = list(row)
+                elif len(acc) == len(row):
+                    mine[k] = [max(x, y) for x, y in zip(acc, row, strict=True)]
+        self.cpu = max(self.cpu, other.cpu)
+        seen = set(self.merged)
+        # Tokens only ours are older ones: put them first, where the cap trims.
+        self.merged = [t for t in other.merged if t not in seen] + self.merged
+
+    def covers(self, other: _Merged) -> bool:
+        """True if no figure of ``other`` exceeds ``self``'s (tokens aside)."""
+        for key, (count, total, buckets) in other.series.items():
+            acc = self.series.get(key, [0, 0.0, [0] * len(buckets)])
+            if count > acc[0] or total > acc[1] or any(map(int.__gt__, buckets, acc[2])):
+                return False
+        return (
+            all(_covers(self.hdr.get(ep, {}), h) for ep, h in other.hdr.items())
+            and _covers(self.slow, other.slow)
+            and _covers(self.errors, other.errors)
+            and all(_covers(self.counters.get(n, {}), per) for n, per in other.counters.items())
+            and all(
+                all(map(float.__le__, map(float, row), self._histogram_row(n, k, len(row))))
+                for n, per_h in other.histograms.items()
+                for k, row in per_h.items()
+            )
+            and self.cpu >= other.cpu
+        )
+
+    def _histogram_row(self, name: str, values: tuple[str, ...], width: int) -> list[float]:
+        row = self.histograms.get(name, {}).get(values)
+        return [float(x) for x in row] if row is not None else [0.0] * width
+
+    def to_state(self) -> dict[str, Any]:
+        """This sum as a state document (the archive's format)."""
+        return {
+            "format": _FORMAT,
+            "series": [[m, e, s, a[0], a[1], a[2]] for (m, e, s), a in self.series.items()],
+            "hdr": {
+                ep: [x for i in sorted(h) if h[i] for x in (i, h[i])] for ep, h in self.hdr.items()
+            },
+            "slow": [[m, e, n] for (m, e), n in self.slow.items()],
+            "errors": dict(self.errors),
+            "counters": [
+                [name, list(k), v] for name, per in self.counters.items() for k, v in per.items()
+            ],
+            "counter_labels": {k: list(v) for k, v in self.counter_labels.items()},
+            "histograms": [
+                [name, list(k), row[:-1], row[-1]]
+                for name, per_h in self.histograms.items()
+                for k, row in per_h.items()
+            ],
+            "histogram_meta": {
+                name: [help_text, list(names), list(bounds)]
+                for name, (help_text, names, bounds) in self.histogram_meta.items()
+            },
+            "cpu_exited": self.cpu,
+            "merged": self.merged[-_KEEP_MERGED:],
+        }
+
+
+def _join_into(acc: dict[Any, Any], other: Mapping[Any, Any]) -> None:
+    for k, v in other.items():
+        if v > acc.get(k, 0):
+            acc[k] = v
+
+
+def _covers(acc: Mapping[Any, Any], other: Mapping[Any, Any]) -> bool:
+    return all(v <= acc.get(k, 0) for k, v in other.items())
