@@ -449,7 +449,7 @@ class MetricsCollector:
         self._histograms.observe(name, float(value), values)
 
     def _refuse_clash(self, name: str, kind: str) -> None:
-        """Refuse a new family whose names a built-in family or another kind uses.
+        """Refuse a new family whose names a built-in family or another user family uses.
 
         Prometheus rejects an exposition with two families of one name, so this
         fails when the metric is defined rather than at every scrape.
@@ -463,8 +463,11 @@ class MetricsCollector:
             + [(n, "gauge") for n in list(self._gauge_help)]
             + [(n, "histogram") for n in self._histograms.names()]
         )
+        base = name.removesuffix("_total") if kind == "counter" else name
         for other, other_kind in defined:
-            if other_kind != kind and mine & family_names(other, other_kind):
+            if other_kind == kind and other == base:
+                continue  # the same family
+            if mine & family_names(other, other_kind):
                 raise ConfigurationError(
                     f"{kind} name {name!r} clashes with the {other_kind} {other!r}"
                     " in the exposition; choose another name"

@@ -165,6 +165,14 @@ def test_names_clashing_with_user_counters_or_gauges_are_refused_both_ways() -> 
         c.observe_histogram("2fast", 1.0)
 
 
+def test_names_clashing_with_another_histogram_samples_are_refused() -> None:
+    c = _collector()
+    c.observe_histogram("wait_seconds", 1.0)
+    with pytest.raises(ConfigurationError, match="clashes with the histogram 'wait_seconds'"):
+        c.observe_histogram("wait_seconds_bucket", 1.0)
+    c.observe_histogram("wait_seconds", 2.0)  # the same family again is fine
+
+
 def test_bad_label_names_and_le_are_refused() -> None:
     c = _collector()
     with pytest.raises(ConfigurationError, match="'le' is the bucket label"):

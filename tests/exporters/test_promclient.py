@@ -177,6 +177,27 @@ def test_unit_ms_matches_eventmon_page() -> None:
     assert not any(k[0].startswith("http_request_duration_seconds") for k in got)
 
 
+def test_a_failing_read_leaves_the_registry_page_served_and_is_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    c = _collector()
+    registry = _app_registry()
+    registry.register(EventmonCollector(c))
+
+    def broken() -> list[Any]:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(c, "series", broken)
+    first = _values(generate_latest(registry))
+    assert first[("orders_placed_total", frozenset({("shop", "a")}))] == 3
+    assert not any(k[0].startswith("http_") for k in first)
+    monkeypatch.undo()
+    again = _values(generate_latest(registry))
+    assert (
+        again[("eventmon_internal_errors_total", frozenset({("where", "promclient.collect")}))] == 1
+    )
+
+
 @pytest.mark.parametrize("bad", [{"unit": "min"}, {"process_metrics": "yes"}, {"collector": 3}])
 def test_bad_options_are_configuration_errors(bad: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):

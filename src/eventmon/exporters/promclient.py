@@ -100,7 +100,19 @@ class EventmonCollector:
         return list(self.collect())
 
     def collect(self) -> Iterator[Metric]:
-        """The families of eventmon's page, as ``prometheus_client`` metric families."""
+        """The families of eventmon's page, as ``prometheus_client`` metric families.
+
+        If reading them fails, none are yielded and the fault is counted (shown at the
+        next scrape): the registry's other metrics are still served.
+        """
+        try:
+            found = list(self._families())
+        except Exception:
+            self.collector.internal_error("promclient.collect")
+            found = []
+        return iter(found)
+
+    def _families(self) -> Iterator[Metric]:
         mp = self.collector.multiprocess
         processes: list[ProcessSample] | None = None
         view: MetricsView
