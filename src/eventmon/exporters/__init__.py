@@ -1,8 +1,8 @@
 """Ways out of eventmon: Prometheus exposition, and the Exporter protocol.
 
-``eventmon.exporters.otel`` (OpenTelemetry) and ``eventmon.exporters.multiprocess``
-(worker aggregation) are imported on demand; nothing here imports a third-party
-library.
+``eventmon.exporters.otel`` (OpenTelemetry), ``eventmon.exporters.promclient``
+(``prometheus_client`` registries) and ``eventmon.exporters.multiprocess`` (worker
+aggregation) are imported on demand; nothing here imports a third-party library.
 """
 
 from __future__ import annotations
