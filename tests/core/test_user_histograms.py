@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
@@ -237,3 +241,49 @@ def test_merged_across_workers_equals_one_collector_that_saw_everything(
     finally:
         for c in workers.values():
             disable(c)
+
+
+def test_exact_under_threads() -> None:
+    c = _collector()
+    c.define_histogram("job_seconds", buckets=[0.5, 1])
+
+    def work(k: int) -> None:
+        for i in range(2000):
+            c.observe_histogram("job_seconds", (i + k) % 3 * 0.5)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    counts, total = c.histograms()["job_seconds"].samples[()]
+    assert sum(counts) == 12000
+    assert counts[2] == 0  # 1.0 is the largest value: it counts in le="1.0"
+    assert total == pytest.approx(sum((i + k) % 3 * 0.5 for k in range(6) for i in range(2000)))
+
+
+@given(
+    bounds=st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=8, unique=True).map(
+        sorted
+    ),
+    values=st.lists(st.floats(0, 2e6, allow_nan=False), max_size=40),
+)
+@settings(max_examples=60, deadline=None)
+def test_same_buckets_as_prometheus_client_histogram(
+    bounds: list[float], values: list[float]
+) -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    c = _collector()
+    c.define_histogram("x_seconds", buckets=bounds)
+    registry = CollectorRegistry()
+    theirs = Histogram("x_seconds", "x", buckets=bounds, registry=registry)
+    for v in values:
+        c.observe_histogram("x_seconds", v)
+        theirs.observe(v)
+    counts, total = c.histograms()["x_seconds"].samples.get((), ((0,) * (len(bounds) + 1), 0.0))
+    expected = [
+        s.value for s in next(iter(registry.collect())).samples if s.name == "x_seconds_bucket"
+    ]
+    assert list(itertools.accumulate(counts)) == expected
+    assert total == pytest.approx(sum(values))
