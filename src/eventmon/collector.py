@@ -37,8 +37,8 @@ from eventmon.core.registry import (
     OVERFLOW,
     LabelPolicy,
     LabelSets,
-    escape_label_value,
     family_names,
+    request_labels,
     reserved_name_problem,
     validate_label_name,
     validate_metric_name,
@@ -91,11 +91,7 @@ class _Series:
         self.method = method
         self.endpoint = endpoint
         self.status = status
-        self.labels = (
-            f'method="{escape_label_value(method)}",'
-            f'endpoint="{escape_label_value(endpoint)}",'
-            f'status_code="{escape_label_value(status)}"'
-        )
+        self.labels = request_labels(method, endpoint, status)
         self.hist = hist
         # Written in place by the fold (eventmon.core.fold).
         self.sums = cells("d", [0.0])

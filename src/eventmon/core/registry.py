@@ -30,6 +30,7 @@ __all__ = [
     "LabelSets",
     "escape_label_value",
     "family_names",
+    "request_labels",
     "reserved_name_problem",
     "validate_metric_name",
 ]
@@ -131,6 +132,15 @@ def validate_label_name(name: str) -> str:
 def escape_label_value(value: str) -> str:
     """Escape a label value for the text exposition formats."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def request_labels(method: str, endpoint: str, status_code: str) -> str:
+    """The escaped label pairs of one request series, ready for the exposition formats."""
+    return (
+        f'method="{escape_label_value(method)}",'
+        f'endpoint="{escape_label_value(endpoint)}",'
+        f'status_code="{escape_label_value(status_code)}"'
+    )
 
 
 class LabelSetLimit:

@@ -45,11 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventmon._exceptions import ConfigurationError
 from eventmon._validate import seconds
-from eventmon.collector import SeriesSnapshot
-from eventmon.core.histogram import HdrLayout
 from eventmon.core.process import rss_bytes
-from eventmon.core.registry import escape_label_value
-from eventmon.core.user_histograms import HistogramSnapshot
 from eventmon.exporters.multiprocess._files import (
     _ARCHIVE,
     ENV_DIR,
@@ -69,6 +65,7 @@ from eventmon.exporters.multiprocess._state import (
     _OtherBounds,
     _parse,
 )
+from eventmon.exporters.multiprocess._view import MergedView
 
 if TYPE_CHECKING:
     from eventmon.collector import MetricsCollector
@@ -91,8 +88,6 @@ logger = logging.getLogger("eventmon")
 #: Seconds between a worker's periodic writes (default 1): what a SIGKILL can lose.
 ENV_INTERVAL = "EVENTMON_MULTIPROC_INTERVAL"
 
-_MICROS = 1_000_000
-
 
 @dataclass(frozen=True, slots=True)
 class MultiprocessConfig:
@@ -105,104 +100,6 @@ class MultiprocessConfig:
     directory: Path
     interval: float = 1.0
     stale_after: float | None = None
-
-
-class MergedView:
-    """All workers merged, read like a collector by :func:`render_families`."""
-
-    def __init__(
-        self,
-        merged: _Merged,
-        bounds: tuple[float, ...],
-        quantiles: tuple[float, ...],
-        layout: HdrLayout,
-    ) -> None:
-        self._m = merged
-        self.bounds = bounds
-        self.quantiles = quantiles
-        self.layout = layout
-        self.workers = merged.workers
-
-    def series(self) -> list[SeriesSnapshot]:
-        out = []
-        for (method, endpoint, status), (count, total, buckets) in self._m.series.items():
-            labels = (
-                f'method="{escape_label_value(method)}",'
-                f'endpoint="{escape_label_value(endpoint)}",'
-                f'status_code="{escape_label_value(status)}"'
-            )
-            out.append(
-                SeriesSnapshot(method, endpoint, status, labels, count, total, tuple(buckets))
-            )
-        return out
-
-    def endpoints(self) -> list[str]:
-        return [ep for ep, h in self._m.hdr.items() if any(h.values())]
-
-    def percentiles_at(self, ps: Sequence[float]) -> dict[str, list[float]]:
-        """Per endpoint, percentiles ``ps`` (0–100) in seconds, from the merged HDR counts."""
-        layout = self.layout
-        out: dict[str, list[float]] = {}
-        for endpoint, counts in self._m.hdr.items():
-            slots = sorted((i, c) for i, c in counts.items() if c > 0)
-            total = sum(c for _, c in slots)
-            if not total:
-                continue
-            values = []
-            for p in ps:
-                # Nearest rank, reported as the top of the slot: as LatencyHistogram does.
-                rank = max(1, _ceil(p / 100.0 * total - 1e-9))
-                seen = 0
-                for i, c in slots:
-                    seen += c
-                    if seen >= rank:
-                        values.append(layout.highest_equivalent(i) / _MICROS)
-                        break
-            out[endpoint] = values
-        return out
-
-    def endpoint_percentiles(self) -> dict[str, list[float]]:
-        return self.percentiles_at([q * 100.0 for q in self.quantiles])
-
-    def in_progress(self) -> int:
-        return max(self._m.inflight, 0)
-
-    def slow_requests(self) -> dict[tuple[str, str], int]:
-        return dict(self._m.slow)
-
-    def internal_errors(self) -> dict[str, int]:
-        return dict(self._m.errors)
-
-    def counters(self) -> dict[str, dict[tuple[str, ...], float]]:
-        return {k: dict(v) for k, v in self._m.counters.items()}
-
-    def counter_labels(self, name: str) -> tuple[str, ...]:
-        return self._m.counter_labels.get(name, ())
-
-    def gauges(self) -> dict[str, dict[tuple[str, ...], float]]:
-        return {k: dict(v) for k, v in self._m.gauges.items()}
-
-    def gauge_labels(self, name: str) -> tuple[str, ...]:
-        return self._m.gauge_labels.get(name, ("worker",))
-
-    def histograms(self) -> dict[str, HistogramSnapshot]:
-        out = {}
-        for name, per in self._m.histograms.items():
-            help_text, names, bounds = self._m.histogram_meta[name]
-            samples = {k: (tuple(row[:-1]), float(row[-1])) for k, row in per.items()}
-            out[name] = HistogramSnapshot(name, help_text, names, bounds, samples)
-        return out
-
-    def processes(self) -> list[ProcessSample]:
-        """Per live worker (``worker="<pid>"``) CPU and memory; exited workers' CPU."""
-        out = sorted(self._m.processes)
-        out.append(('worker="exited"', self._m.cpu, None))
-        return out
-
-
-def _ceil(x: float) -> int:
-    i = int(x)
-    return i + 1 if x > i else i
 
 
 # ---------------------------------------------------------------------- worker
