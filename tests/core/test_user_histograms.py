@@ -287,3 +287,22 @@ def test_same_buckets_as_prometheus_client_histogram(
     ]
     assert list(itertools.accumulate(counts)) == expected
     assert total == pytest.approx(sum(values))
+
+
+def test_json_snapshot_lists_histograms_with_cumulative_buckets() -> None:
+    from eventmon.exporters.json import snapshot_json
+
+    c = _collector()
+    c.define_histogram("db_query_seconds", "", ["db"], buckets=[0.01, 0.1])
+    for v in (0.005, 0.05, 0.5):
+        c.observe_histogram("db_query_seconds", v, {"db": "main"})
+    assert snapshot_json(c)["histograms"] == {
+        "db_query_seconds": [
+            {
+                "labels": {"db": "main"},
+                "buckets": [[0.01, 1], [0.1, 2]],
+                "sum": pytest.approx(0.555),
+                "count": 3,
+            }
+        ]
+    }

@@ -29,6 +29,7 @@ from eventmon._exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from eventmon.collector import MetricsCollector, SeriesSnapshot
+    from eventmon.core.user_histograms import HistogramSnapshot
     from eventmon.snapshot import RealtimeMetrics
 
 __all__ = ["ExportSnapshot", "Exporter", "PeriodicExportLoop", "metrics_view", "take_snapshot"]
@@ -45,6 +46,7 @@ class ExportSnapshot:
     Times are seconds except in ``realtime`` (milliseconds, like the dashboard's
     API). ``percentiles`` maps an endpoint to its (p50, p95, p99) since start.
     ``workers`` is the number of worker processes merged (1 without aggregation).
+    ``histograms``: your histograms (:meth:`~eventmon.MetricsCollector.observe_histogram`).
     """
 
     timestamp: float
@@ -58,6 +60,7 @@ class ExportSnapshot:
     slow_requests: Mapping[tuple[str, str], int]
     workers: int = 1
     extra: Mapping[str, Any] = field(default_factory=dict)
+    histograms: Mapping[str, HistogramSnapshot] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -116,6 +119,7 @@ def take_snapshot(collector: MetricsCollector) -> ExportSnapshot:
         counter_labels={name: tuple(view.counter_labels(name)) for name in counters},
         slow_requests=view.slow_requests(),
         workers=int(getattr(view, "workers", 1)),
+        histograms=view.histograms(),
     )
 
 

@@ -22,6 +22,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,18 @@ def snapshot_to_json(snapshot: ExportSnapshot) -> dict[str, Any]:
                 for k, v in sorted(values.items())
             ]
             for name, values in sorted(snapshot.counters.items())
+        },
+        "histograms": {
+            name: [
+                {
+                    "labels": dict(zip(h.label_names, k, strict=False)),
+                    "buckets": [[b, c] for b, c in zip(h.bounds, accumulate(counts), strict=False)],
+                    "sum": total,
+                    "count": sum(counts),
+                }
+                for k, (counts, total) in sorted(h.samples.items())
+            ]
+            for name, h in sorted(snapshot.histograms.items())
         },
     }
 
