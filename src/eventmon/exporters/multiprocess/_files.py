@@ -15,6 +15,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from eventmon._exceptions import ConfigurationError, EventmonError
@@ -25,6 +26,19 @@ ENV_DIR = "EVENTMON_MULTIPROC_DIR"
 
 _ARCHIVE = "archive.json"
 _LOCK = ".lock"
+
+
+@dataclass(frozen=True, slots=True)
+class MultiprocessConfig:
+    """Where and how often workers write their state.
+
+    ``stale_after``: also archive a file not rewritten for this many seconds even
+    if its pid looks alive (off by default: pid plus start time is exact on Linux).
+    """
+
+    directory: Path
+    interval: float = 1.0
+    stale_after: float | None = None
 
 
 # --------------------------------------------------------------------- liveness
