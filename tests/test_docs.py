@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+import eventmon
 from eventmon.cli import main as eventmon_main
 from servers import ROOT
 
@@ -258,8 +259,6 @@ def python_pages() -> list[Path]:
 @pytest.fixture
 def page_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A clean default collector, cwd in tmp, and every started worker stopped afterwards."""
-    import eventmon
-
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("EVENTMON_TOKEN", "s3cret")
     monkeypatch.setenv("METRICS_TOKEN", "m3trics-token")
@@ -305,8 +304,6 @@ def run_python(block: Block, ns: dict[str, Any], tmp: Path) -> None:
 
 @pytest.mark.parametrize("page", python_pages(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_python_blocks_run(page: Path, page_env: Path) -> None:
-    import eventmon
-
     # `collector` in the prose: the (fresh) default collector
     ns: dict[str, Any] = {
         "__name__": f"docs_{page.stem}",
@@ -529,7 +526,8 @@ def check_command(command: str, block: Block, cwd: Path = ROOT) -> Path:
     if words and words[0] == "export":
         env_vars += [w.split("=", 1)[0] for w in words[1:]]
         words = []
-    src = "\n".join(p.read_text() for p in (ROOT / "src/eventmon").rglob("*.py"))
+    # the eventmon under test: src/ in a checkout, site-packages when testing a wheel
+    src = "\n".join(p.read_text() for p in Path(eventmon.__file__).parent.rglob("*.py"))
     for var in env_vars:
         if var.startswith("EVENTMON_"):
             assert f'"{var}"' in src, f"{where}: eventmon reads no {var}"
