@@ -7,14 +7,16 @@ excluded, and hand ``/metrics`` requests to :func:`metrics_response`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from eventmon._auth import bearer_credentials, check_token, token_matches
 from eventmon._exceptions import ConfigurationError
 from eventmon.collector import MetricsCollector, default_collector
-from eventmon.exporters.prometheus import choose_format, render
+from eventmon.core.registry import KNOWN_METHODS
+from eventmon.exporters.prometheus import RESERVED_LABELS, choose_format, render
 
 __all__ = [
     "AdapterOptions",
@@ -28,13 +30,20 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class AdapterOptions:
-    """Where metrics are served and who may read them, which paths are not recorded, the unit."""
+    """Where metrics are served and who may read them, which requests are not recorded,
+    and how the page names and labels what it shows."""
 
     metrics_path: str | None = "/metrics"
     exclude_exact: frozenset[str] = frozenset()
     exclude_prefixes: tuple[str, ...] = ()
     unit: str = "s"
     metrics_token: bytes | None = None
+    exclude_pattern: re.Pattern[str] | None = None
+    """All ``exclude_patterns`` in one regex (searched), or ``None``."""
+    exclude_methods: frozenset[str] = frozenset()
+    namespace: str = ""
+    const_labels: tuple[tuple[str, str], ...] = ()
+    group_status_codes: bool = False
 
     @classmethod
     def build(
@@ -44,6 +53,11 @@ class AdapterOptions:
         exclude_paths: Iterable[str] = (),
         unit: str = "s",
         metrics_token: str | None = None,
+        exclude_patterns: Iterable[str] = (),
+        exclude_methods: Iterable[str] = (),
+        namespace: str | None = None,
+        const_labels: Mapping[str, str] | None = None,
+        group_status_codes: bool = False,
         source: str = "",
     ) -> AdapterOptions:
         """Validate user settings; ``source`` names where they came from, for messages."""
@@ -57,30 +71,127 @@ class AdapterOptions:
             )
         if unit not in ("s", "ms"):
             raise ConfigurationError(f"unit must be 's' or 'ms', got {unit!r}{where}")
-        if isinstance(exclude_paths, str):
-            raise ConfigurationError(
-                f"exclude_paths must be a list of paths, not one string{where}:"
-                f" write [{exclude_paths!r}]"
-            )
-        excluded = list(exclude_paths)
+        excluded = _strings(exclude_paths, "exclude_paths", where)
         for p in excluded:
-            if not isinstance(p, str) or not p.startswith("/"):
+            if not p.startswith("/"):
                 raise ConfigurationError(
                     f"exclude_paths entries must start with '/', got {p!r}{where}"
                 )
+        if not isinstance(group_status_codes, bool):
+            raise ConfigurationError(
+                f"group_status_codes must be True or False, got {group_status_codes!r}{where}"
+            )
         return cls(
             metrics_path=metrics_path,
             exclude_exact=frozenset(p for p in excluded if not p.endswith("*")),
             exclude_prefixes=tuple(p[:-1] for p in excluded if p.endswith("*")),
             unit=unit,
             metrics_token=token,
+            exclude_pattern=_patterns(exclude_patterns, where),
+            exclude_methods=_methods(exclude_methods, where),
+            namespace=_namespace(namespace, where),
+            const_labels=_const_labels(const_labels, where),
+            group_status_codes=group_status_codes,
         )
 
-    def excluded(self, path: str) -> bool:
+    @property
+    def filters(self) -> bool:
+        """True if some requests are skipped by pattern or method (checked per request)."""
+        return self.exclude_pattern is not None or bool(self.exclude_methods)
+
+    def excluded(self, path: str, method: str = "") -> bool:
         """True if requests for ``path`` are not recorded (an entry ending in ``*`` is a prefix)."""
-        return path in self.exclude_exact or (
-            bool(self.exclude_prefixes) and path.startswith(self.exclude_prefixes)
+        return (
+            path in self.exclude_exact
+            or (bool(self.exclude_prefixes) and path.startswith(self.exclude_prefixes))
+            or method in self.exclude_methods
+            or (self.exclude_pattern is not None and self.exclude_pattern.search(path) is not None)
         )
+
+
+def _strings(values: Iterable[str], name: str, where: str) -> list[str]:
+    if isinstance(values, (str, bytes)):
+        raise ConfigurationError(
+            f"{name} must be a list of strings, not one string{where}: write [{values!r}]"
+        )
+    try:
+        out = list(values)
+    except TypeError:
+        raise ConfigurationError(
+            f"{name} must be a list of strings, got {values!r}{where}"
+        ) from None
+    for v in out:
+        if not isinstance(v, str):
+            raise ConfigurationError(f"{name} entries must be strings, got {v!r}{where}")
+    return out
+
+
+def _patterns(patterns: Iterable[str], where: str) -> re.Pattern[str] | None:
+    """One regex for every ``exclude_patterns`` entry, compiled now; a bad one is refused."""
+    listed = _strings(patterns, "exclude_patterns", where)
+    for p in listed:
+        try:
+            re.compile(p)
+        except re.error as e:
+            raise ConfigurationError(
+                f"exclude_patterns entry {p!r} is not a valid regular expression: {e}{where}"
+            ) from None
+    if not listed:
+        return None
+    return re.compile("|".join(f"(?:{p})" for p in listed))
+
+
+def _methods(methods: Iterable[str], where: str) -> frozenset[str]:
+    out = frozenset(m.upper() for m in _strings(methods, "exclude_methods", where))
+    unknown = sorted(out - KNOWN_METHODS)
+    if unknown:
+        raise ConfigurationError(
+            f"exclude_methods has {unknown}, which are not HTTP methods;"
+            f" use some of {sorted(KNOWN_METHODS)}{where}"
+        )
+    return out
+
+
+def _namespace(namespace: str | None, where: str) -> str:
+    if namespace is None or namespace == "":
+        return ""
+    if not isinstance(namespace, str) or not _NAME.match(namespace):
+        raise ConfigurationError(
+            f"namespace must be a Prometheus name prefix (letters, digits and '_', not"
+            f" starting with a digit), e.g. 'tickets'; got {namespace!r}{where}"
+        )
+    return namespace
+
+
+_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _const_labels(labels: Mapping[str, str] | None, where: str) -> tuple[tuple[str, str], ...]:
+    if not labels:
+        return ()
+    if not isinstance(labels, Mapping):
+        raise ConfigurationError(
+            f"const_labels must be a dict of label name to value, e.g."
+            f" {{'app_name': 'tickets'}}; got {labels!r}{where}"
+        )
+    out = []
+    for name, value in labels.items():
+        if not isinstance(name, str) or not _NAME.match(name) or name.startswith("__"):
+            raise ConfigurationError(
+                f"const_labels: {name!r} is not a valid label name (letters, digits and '_',"
+                f" not starting with a digit or '__'){where}"
+            )
+        if name in RESERVED_LABELS:
+            raise ConfigurationError(
+                f"const_labels: {name!r} is a label eventmon's own series already have;"
+                f" choose another name{where}"
+            )
+        if not isinstance(value, str):
+            raise ConfigurationError(
+                f"const_labels: the value of {name!r} must be a string, got {value!r}{where}"
+            )
+        out.append((name, value))
+    return tuple(out)
 
 
 def check_endpoint_resolver(resolver: object) -> None:
@@ -149,7 +260,14 @@ def metrics_response(
         return _plain(405, b"Method Not Allowed\n", ("Allow", "GET, HEAD"))
     openmetrics, content_type = choose_format(accept)
     try:
-        body = render(collector, openmetrics=openmetrics, unit=options.unit)
+        body = render(
+            collector,
+            openmetrics=openmetrics,
+            unit=options.unit,
+            namespace=options.namespace,
+            const_labels=options.const_labels,
+            group_status_codes=options.group_status_codes,
+        )
     except Exception:
         collector.internal_error(where)
         return _plain(500, b"eventmon could not render metrics\n")

@@ -15,7 +15,7 @@ pass straight through.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from eventmon._adapter import (
@@ -76,6 +76,15 @@ class EventmonMiddleware:
         metrics_token: if set, the metrics page answers 401 unless the request
             carries ``Authorization: Bearer <metrics_token>``.
         exclude_paths: paths not recorded; an entry ending in ``*`` is a prefix.
+        exclude_patterns: regular expressions; a path any of them matches
+            (``re.search``) is not recorded. Compiled at start-up.
+        exclude_methods: request methods not recorded, e.g. ``{"OPTIONS", "HEAD"}``.
+        namespace: prefix of the request metrics' names on the metrics page
+            (``"tickets"``: ``tickets_http_requests_total``).
+        const_labels: labels added to every series on the metrics page, e.g.
+            ``{"app_name": "tickets"}`` (no cost per request).
+        group_status_codes: show ``status_code`` as ``2xx``, ``4xx``... on the
+            metrics page (the collector keeps the codes).
         unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
         endpoint_resolver: ``f(scope) -> str | None`` for apps without Starlette
             routing; ``None`` from it means unmatched.
@@ -92,6 +101,11 @@ class EventmonMiddleware:
         metrics_path: str | None = "/metrics",
         metrics_token: str | None = None,
         exclude_paths: Iterable[str] = (),
+        exclude_patterns: Iterable[str] = (),
+        exclude_methods: Iterable[str] = (),
+        namespace: str | None = None,
+        const_labels: Mapping[str, str] | None = None,
+        group_status_codes: bool = False,
         unit: str = "s",
         endpoint_resolver: Callable[[Scope], str | None] | None = None,
         dashboard: Any = None,
@@ -99,6 +113,11 @@ class EventmonMiddleware:
         options = AdapterOptions.build(
             metrics_path=metrics_path,
             exclude_paths=exclude_paths,
+            exclude_patterns=exclude_patterns,
+            exclude_methods=exclude_methods,
+            namespace=namespace,
+            const_labels=const_labels,
+            group_status_codes=group_status_codes,
             unit=unit,
             metrics_token=metrics_token,
         )
@@ -112,6 +131,7 @@ class EventmonMiddleware:
         # Flattened for the request path.
         self._exact = options.exclude_exact
         self._prefixes = options.exclude_prefixes
+        self._filtered = options.filters
         self._templates: dict[int, tuple[Any, str]] = {}
         self._root: Any = None
         self._dashboard: Any = None
@@ -140,7 +160,11 @@ class EventmonMiddleware:
         if self._dashboard is not None and self._dashboard.matches(path):
             await self._dashboard(scope, receive, send)
             return
-        if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
+        if (
+            path in self._exact
+            or (self._prefixes and path.startswith(self._prefixes))
+            or (self._filtered and self._skipped(scope))
+        ):
             await self.app(scope, receive, send)
             return
         collector = self.collector
@@ -192,6 +216,13 @@ class EventmonMiddleware:
                 # away, or the server will answer 500 on the app's behalf.
                 status = CLIENT_CLOSED if disconnected else (status or 500)
                 self._finish(token, scope, status, start)
+
+    def _skipped(self, scope: Scope) -> bool:
+        """Excluded by method or pattern (asked only when some are configured)."""
+        pattern = self.options.exclude_pattern
+        return scope.get("method") in self.options.exclude_methods or (
+            pattern is not None and pattern.search(scope["path"]) is not None
+        )
 
     def _finish(self, token: Any, scope: Scope, status: int, start: float) -> None:
         # Called once per request, and ends it whatever fails: a resolver at fault

@@ -19,9 +19,11 @@ recorded once as 500 and re-raised.
 import path), ``metrics_path`` (default ``"/metrics"``; ``None`` to serve the
 page with :func:`metrics_view` from ``urls.py`` instead, or not at all),
 ``metrics_token`` (a bearer token the metrics page, or the view, requires), ``exclude_paths``,
-``unit``, ``dashboard`` (``True``, or a :class:`eventmon.dashboard.Dashboard` or
-its dotted path: the built-in dashboard, served by the middleware under its
-prefix and not recorded), ``dashboard_token`` (with ``dashboard: True``) and
+``exclude_patterns``, ``exclude_methods``, ``namespace``, ``const_labels``,
+``group_status_codes`` (as the WSGI middleware's arguments), ``unit``,
+``dashboard`` (``True``, or a :class:`eventmon.dashboard.Dashboard` or its dotted
+path: the built-in dashboard, served by the middleware under its prefix and not
+recorded), ``dashboard_token`` (with ``dashboard: True``) and
 ``database_metrics`` (with ``"eventmon"`` in ``INSTALLED_APPS``: :mod:`eventmon.apps`).
 Reading them touches no database.
 """
@@ -51,6 +53,11 @@ _KEYS = frozenset(
         "metrics_path",
         "metrics_token",
         "exclude_paths",
+        "exclude_patterns",
+        "exclude_methods",
+        "namespace",
+        "const_labels",
+        "group_status_codes",
         "unit",
         "dashboard",
         "dashboard_token",
@@ -87,6 +94,11 @@ def _settings() -> tuple[MetricsCollector, AdapterOptions]:
         metrics_path=raw.get("metrics_path", "/metrics"),
         metrics_token=raw.get("metrics_token"),
         exclude_paths=raw.get("exclude_paths", ()),
+        exclude_patterns=raw.get("exclude_patterns", ()),
+        exclude_methods=raw.get("exclude_methods", ()),
+        namespace=raw.get("namespace"),
+        const_labels=raw.get("const_labels"),
+        group_status_codes=raw.get("group_status_codes", False),
         unit=raw.get("unit", "s"),
         source="settings.EVENTMON",
     )
@@ -164,6 +176,7 @@ class EventmonMiddleware:
         self._metrics_path = self.options.metrics_path
         self._exact = self.options.exclude_exact
         self._prefixes = self.options.exclude_prefixes
+        self._filtered = self.options.filters
         self._routes: dict[str, str] = {}
         self._dashboard = _dashboard(self.collector)
 
@@ -175,7 +188,11 @@ class EventmonMiddleware:
             return _metrics(request, self.collector, self.options)
         if self._dashboard is not None and self._dashboard.matches(path):
             return self._dashboard.respond(request)
-        if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
+        if (
+            path in self._exact
+            or (self._prefixes and path.startswith(self._prefixes))
+            or (self._filtered and self._skipped(request))
+        ):
             return self.get_response(request)
         collector = self.collector
         try:
@@ -201,7 +218,11 @@ class EventmonMiddleware:
             return _metrics(request, self.collector, self.options)
         if self._dashboard is not None and self._dashboard.matches(path):
             return await self._dashboard.arespond(request)
-        if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
+        if (
+            path in self._exact
+            or (self._prefixes and path.startswith(self._prefixes))
+            or (self._filtered and self._skipped(request))
+        ):
             return await self.get_response(request)
         collector = self.collector
         try:
@@ -220,6 +241,13 @@ class EventmonMiddleware:
         else:
             self._finish(token, request, response.status_code, start)
         return response
+
+    def _skipped(self, request: Any) -> bool:
+        """Excluded by method or pattern (asked only when some are configured)."""
+        pattern = self.options.exclude_pattern
+        return request.method in self.options.exclude_methods or (
+            pattern is not None and pattern.search(request.path_info) is not None
+        )
 
     def _time_stream(self, token: Any, request: Any, response: Any, start: float) -> None:
         stream = _Stream(self, token, request, start, response.status_code)

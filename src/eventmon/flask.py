@@ -14,14 +14,16 @@ prefixes included). Requests that match no rule share one label value.
 Options come from the keyword arguments, else from ``app.config``:
 ``EVENTMON_METRICS_PATH`` (default ``"/metrics"``, ``None`` to not serve),
 ``EVENTMON_METRICS_TOKEN`` (a bearer token the metrics page requires),
-``EVENTMON_EXCLUDE_PATHS``, ``EVENTMON_UNIT``, ``EVENTMON_COLLECTOR`` and
+``EVENTMON_EXCLUDE_PATHS``, ``EVENTMON_EXCLUDE_PATTERNS``, ``EVENTMON_EXCLUDE_METHODS``,
+``EVENTMON_NAMESPACE``, ``EVENTMON_CONST_LABELS``, ``EVENTMON_GROUP_STATUS_CODES``,
+``EVENTMON_UNIT``, ``EVENTMON_COLLECTOR`` and
 ``EVENTMON_DASHBOARD`` (``True`` or an :class:`eventmon.dashboard.Dashboard`:
 the built-in dashboard, served under its prefix and not recorded).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Flask, request
@@ -38,6 +40,11 @@ _CONFIG_KEYS = {
     "EVENTMON_METRICS_PATH": "metrics_path",
     "EVENTMON_METRICS_TOKEN": "metrics_token",
     "EVENTMON_EXCLUDE_PATHS": "exclude_paths",
+    "EVENTMON_EXCLUDE_PATTERNS": "exclude_patterns",
+    "EVENTMON_EXCLUDE_METHODS": "exclude_methods",
+    "EVENTMON_NAMESPACE": "namespace",
+    "EVENTMON_CONST_LABELS": "const_labels",
+    "EVENTMON_GROUP_STATUS_CODES": "group_status_codes",
     "EVENTMON_UNIT": "unit",
     "EVENTMON_COLLECTOR": "collector",
     "EVENTMON_DASHBOARD": "dashboard",
@@ -91,6 +98,8 @@ class Eventmon:
         metrics_token: if set, the metrics page answers 401 unless the request
             carries ``Authorization: Bearer <metrics_token>``.
         exclude_paths: paths not recorded; an entry ending in ``*`` is a prefix.
+        exclude_patterns, exclude_methods, namespace, const_labels,
+        group_status_codes: as :class:`eventmon.wsgi.EventmonMiddleware`'s.
         unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
         dashboard: ``True`` (one on this collector at ``/eventmon/``) or an
             :class:`eventmon.dashboard.Dashboard`; off by default.
@@ -104,6 +113,11 @@ class Eventmon:
         metrics_path: str | None = _UNSET,
         metrics_token: str | None = _UNSET,
         exclude_paths: Iterable[str] = _UNSET,
+        exclude_patterns: Iterable[str] = _UNSET,
+        exclude_methods: Iterable[str] = _UNSET,
+        namespace: str | None = _UNSET,
+        const_labels: Mapping[str, str] | None = _UNSET,
+        group_status_codes: bool = _UNSET,
         unit: str = _UNSET,
         dashboard: Any = _UNSET,
     ) -> None:
@@ -114,6 +128,11 @@ class Eventmon:
                 ("metrics_path", metrics_path),
                 ("metrics_token", metrics_token),
                 ("exclude_paths", exclude_paths),
+                ("exclude_patterns", exclude_patterns),
+                ("exclude_methods", exclude_methods),
+                ("namespace", namespace),
+                ("const_labels", const_labels),
+                ("group_status_codes", group_status_codes),
                 ("unit", unit),
                 ("dashboard", dashboard),
             )

@@ -21,7 +21,7 @@ ended exactly once, whatever raises.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -64,6 +64,15 @@ class EventmonMiddleware:
         metrics_token: if set, the metrics page answers 401 unless the request
             carries ``Authorization: Bearer <metrics_token>``.
         exclude_paths: paths not recorded; an entry ending in ``*`` is a prefix.
+        exclude_patterns: regular expressions; a path any of them matches
+            (``re.search``) is not recorded. Compiled at start-up.
+        exclude_methods: request methods not recorded, e.g. ``{"OPTIONS", "HEAD"}``.
+        namespace: prefix of the request metrics' names on the metrics page
+            (``"tickets"``: ``tickets_http_requests_total``).
+        const_labels: labels added to every series on the metrics page, e.g.
+            ``{"app_name": "tickets"}`` (no cost per request).
+        group_status_codes: show ``status_code`` as ``2xx``, ``4xx``... on the
+            metrics page (the collector keeps the codes).
         unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
         endpoint_resolver: ``f(environ) -> str | None``, called after the app
             ran, for apps that do not set ``environ["eventmon.endpoint"]``;
@@ -81,6 +90,11 @@ class EventmonMiddleware:
         metrics_path: str | None = "/metrics",
         metrics_token: str | None = None,
         exclude_paths: Iterable[str] = (),
+        exclude_patterns: Iterable[str] = (),
+        exclude_methods: Iterable[str] = (),
+        namespace: str | None = None,
+        const_labels: Mapping[str, str] | None = None,
+        group_status_codes: bool = False,
         unit: str = "s",
         endpoint_resolver: Callable[[WSGIEnviron], str | None] | None = None,
         dashboard: Any = None,
@@ -88,6 +102,11 @@ class EventmonMiddleware:
         options = AdapterOptions.build(
             metrics_path=metrics_path,
             exclude_paths=exclude_paths,
+            exclude_patterns=exclude_patterns,
+            exclude_methods=exclude_methods,
+            namespace=namespace,
+            const_labels=const_labels,
+            group_status_codes=group_status_codes,
             unit=unit,
             metrics_token=metrics_token,
         )
@@ -114,6 +133,12 @@ class EventmonMiddleware:
         if self._dashboard is not None:
             watch.append(self._dashboard.prefix[:-1])
         self._watch = tuple(watch)
+        self._pattern = options.exclude_pattern
+        self._methods = options.exclude_methods
+        if options.filters:
+            # Patterns and methods need a look at every request: only when configured,
+            # so the default path keeps its one startswith().
+            self._watch = ("",)
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -121,7 +146,7 @@ class EventmonMiddleware:
         except KeyError:  # PEP 3333 lets a server leave it out for the root
             path = ""
         if path.startswith(self._watch):
-            special = self._special(path)
+            special = self._special(path, environ)
             if special is not None:
                 return special(environ, start_response)
         collector = self.collector
@@ -152,13 +177,18 @@ class EventmonMiddleware:
         iterable: Iterable[bytes] = response
         return iterable
 
-    def _special(self, path: str) -> WSGIApp | None:
+    def _special(self, path: str, environ: WSGIEnviron) -> WSGIApp | None:
         """What serves ``path`` if it is not an instrumented request of the app."""
         if path == self._metrics_path:
             return self._serve_metrics
         if self._dashboard is not None and self._dashboard.matches(path):
             return self._dashboard  # type: ignore[no-any-return]
-        if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
+        if (
+            path in self._exact
+            or (self._prefixes and path.startswith(self._prefixes))
+            or environ.get("REQUEST_METHOD") in self._methods
+            or (self._pattern is not None and self._pattern.search(path) is not None)
+        ):
             return self.app
         return None
 

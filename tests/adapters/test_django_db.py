@@ -44,7 +44,15 @@ def check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_manage_py_check_passes_with_good_settings(tmp_path: Path) -> None:
-    result = check(tmp_path, EVENTMON_TEST_SETTINGS='{"exclude_paths": ["/health"]}')
+    good = {
+        "exclude_paths": ["/health"],
+        "exclude_patterns": ["^/static/"],
+        "exclude_methods": ["OPTIONS"],
+        "namespace": "tickets",
+        "const_labels": {"app_name": "tickets"},
+        "group_status_codes": True,
+    }
+    result = check(tmp_path, EVENTMON_TEST_SETTINGS=json.dumps(good))
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout
 
@@ -58,6 +66,11 @@ def test_manage_py_check_passes_with_good_settings(tmp_path: Path) -> None:
         ("yes", "eventmon.E001", "settings.EVENTMON must be a dict"),
         ({"dashboard_token": "t"}, "eventmon.E001", "add 'dashboard': True"),
         ({"database_metrics": "yes"}, "eventmon.E002", "must be True or False, got 'yes'"),
+        ({"exclude_patterns": ["(x"]}, "eventmon.E001", "exclude_patterns entry '(x' is not"),
+        ({"exclude_methods": ["FETCH"]}, "eventmon.E001", "exclude_methods has ['FETCH']"),
+        ({"namespace": "1x"}, "eventmon.E001", "namespace must be a Prometheus name prefix"),
+        ({"const_labels": {"le": "1"}}, "eventmon.E001", "'le' is a label eventmon's own"),
+        ({"group_status_codes": 1}, "eventmon.E001", "group_status_codes must be True or False"),
     ],
 )
 def test_manage_py_check_fails_on_a_bad_eventmon_setting(

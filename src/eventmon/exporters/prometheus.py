@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from eventmon.core._native import ACCELERATOR
 from eventmon.core.histogram import DEFAULT_BUCKETS, DEFAULT_BUCKETS_MS
 from eventmon.core.process import instance_limits, rss_bytes
-from eventmon.core.registry import escape_label_value
+from eventmon.core.registry import escape_label_value, request_labels
 
 if TYPE_CHECKING:
     from eventmon.collector import MetricsCollector, SeriesSnapshot
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTENT_TYPE_OPENMETRICS",
     "CONTENT_TYPE_TEXT",
+    "RESERVED_LABELS",
     "MetricsServer",
     "MetricsView",
     "ProcessSample",
@@ -92,8 +93,22 @@ def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
     return ",".join(f'{n}="{escape_label_value(v)}"' for n, v in zip(names, values, strict=True))
 
 
+#: Label names eventmon's own series use: ``const_labels`` may not take them.
+RESERVED_LABELS = frozenset(
+    {"method", "endpoint", "status_code", "le", "quantile", "where", "version", "accelerator"}
+    | {"worker"}
+)
+
+
 def render(
-    collector: MetricsCollector, *, openmetrics: bool = False, unit: str = "s", also: Any = None
+    collector: MetricsCollector,
+    *,
+    openmetrics: bool = False,
+    unit: str = "s",
+    also: Any = None,
+    namespace: str = "",
+    const_labels: Sequence[tuple[str, str]] = (),
+    group_status_codes: bool = False,
 ) -> bytes:
     """The collector's metrics in the Prometheus text format (or OpenMetrics).
 
@@ -108,6 +123,11 @@ def render(
     (default: the one given to :func:`eventmon.exporters.promclient.serve_alongside`);
     eventmon leaves out its own copy of any family the registry also exports.
     If the registry fails, eventmon's families are served and the fault counted.
+
+    Chosen per page, at no cost per request: ``namespace`` prefixes the request
+    families (``tickets`` gives ``tickets_http_requests_total``), ``const_labels``
+    are added to every series, and ``group_status_codes`` shows ``2xx``, ``4xx``...
+    in ``status_code`` instead of the codes.
     """
     registry = also if also is not None else getattr(collector, "extra_registry", None)
     collected = None
@@ -118,16 +138,94 @@ def render(
         except Exception:
             collector.internal_error("prometheus_client.registry")
     mp = getattr(collector, "multiprocess", None)
+    view: Any = collector
+    processes = None
     if mp is not None:
         view, processes = mp.scrape()
-        body = render_families(view, openmetrics=openmetrics, unit=unit, processes=processes)
-    else:
-        body = render_families(collector, openmetrics=openmetrics, unit=unit)
+    if group_status_codes:
+        view = _GroupedStatus(view)
+    body = render_families(view, openmetrics=openmetrics, unit=unit, processes=processes)
+    if namespace or const_labels:
+        # eventmon's own series only: an app registry served beside them keeps its own.
+        body = _decorate(body, namespace, const_labels)
     if collected is None:
         return body
     from eventmon.exporters.promclient import combine
 
     return combine(body, registry, openmetrics=openmetrics, collected=collected)
+
+
+def _status_class(status: str) -> str:
+    return status[0] + "xx" if len(status) == 3 and status.isdigit() else status
+
+
+class _GroupedStatus:
+    """A view whose request series are merged by status class (``2xx``, ``4xx``...)."""
+
+    def __init__(self, view: MetricsView) -> None:
+        self._view = view
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._view, name)
+
+    def series(self) -> list[SeriesSnapshot]:
+        from eventmon.collector import SeriesSnapshot
+
+        merged: dict[tuple[str, str, str], SeriesSnapshot] = {}
+        for s in self._view.series():
+            status = _status_class(s.status_code)
+            key = (s.method, s.endpoint, status)
+            had = merged.get(key)
+            if had is None:
+                labels = request_labels(*key)
+                merged[key] = SeriesSnapshot(
+                    s.method, s.endpoint, status, labels, s.count, s.sum, s.buckets
+                )
+            else:
+                buckets = tuple(a + b for a, b in zip(had.buckets, s.buckets, strict=True))
+                merged[key] = SeriesSnapshot(
+                    s.method,
+                    s.endpoint,
+                    status,
+                    had.labels,
+                    had.count + s.count,
+                    had.sum + s.sum,
+                    buckets,
+                )
+        return list(merged.values())
+
+
+def _decorate(text: bytes, namespace: str, const_labels: Sequence[tuple[str, str]]) -> bytes:
+    """Prefix the request families with ``namespace`` and add ``const_labels`` to every sample.
+
+    Worked on the rendered page, so every family (built-in, user, per worker) gets them
+    the same way. A series that has a label of the same name already keeps its own.
+    """
+    prefix = namespace + "_" if namespace else ""
+    pairs = [(f'{n}="', f'{n}="{escape_label_value(v)}"') for n, v in const_labels]
+    lines = text.decode("utf-8").split("\n")
+    return "\n".join(_decorate_line(line, prefix, pairs) for line in lines).encode("utf-8")
+
+
+def _decorate_line(line: str, prefix: str, pairs: Sequence[tuple[str, str]]) -> str:
+    if not line or line.startswith("#"):
+        if prefix and line.startswith(("# HELP http_", "# TYPE http_")):
+            return line[:7] + prefix + line[7:]
+        return line
+    if prefix and line.startswith("http_"):
+        line = prefix + line
+    if not pairs:
+        return line
+    brace = line.find("{")
+    space = line.find(" ")
+    if brace == -1 or brace > space:
+        return line[:space] + "{" + ",".join(p for _, p in pairs) + "}" + line[space:]
+    # An escaped value holds no unescaped '"', so name=" can only start a label.
+    head, rest = line[: brace + 1], line[brace + 1 :]
+    extra = "".join(
+        p + "," for key, p in pairs if not rest.startswith(key) and f",{key}" not in rest
+    )
+    return head + extra + rest
 
 
 def render_families(
@@ -350,6 +448,9 @@ def start_metrics_server(
     token: str | None = None,
     path: str = "/metrics",
     unit: str = "s",
+    namespace: str | None = None,
+    const_labels: Mapping[str, str] | None = None,
+    group_status_codes: bool = False,
 ) -> MetricsServer:
     """Serve the metrics page on its own port, from a small threaded stdlib HTTP server.
 
@@ -365,6 +466,8 @@ def start_metrics_server(
             compared in constant time, as the dashboard's token is.
         path: where the page is; other paths answer 404.
         unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
+        namespace, const_labels, group_status_codes: as the middleware's
+            (:class:`eventmon.wsgi.EventmonMiddleware`).
 
     Example::
 
@@ -388,7 +491,14 @@ def start_metrics_server(
         raise ConfigurationError(f"host must be an address such as '127.0.0.1', got {host!r}")
     if path is None:
         raise ConfigurationError("path must start with '/', e.g. '/metrics'; got None")
-    options = AdapterOptions.build(metrics_path=path, unit=unit, source="start_metrics_server")
+    options = AdapterOptions.build(
+        metrics_path=path,
+        unit=unit,
+        namespace=namespace,
+        const_labels=const_labels,
+        group_status_codes=group_status_codes,
+        source="start_metrics_server",
+    )
     options = dataclasses.replace(
         options, metrics_token=check_token(token, "start_metrics_server token", header=True)
     )
