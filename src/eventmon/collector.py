@@ -228,10 +228,6 @@ class MetricsCollector:
         #: A ``prometheus_client`` registry served on this collector's pages too
         #: (:func:`eventmon.exporters.promclient.serve_alongside`); ``None``: none.
         self.extra_registry: Any = None
-        if os.environ.get("EVENTMON_MULTIPROC_DIR"):
-            from eventmon.exporters.multiprocess import enable
-
-            enable(self)
 
     @property
     def slow_threshold(self) -> float:
@@ -807,12 +803,22 @@ _default_lock = threading.Lock()
 
 
 def default_collector() -> MetricsCollector:
-    """The process-wide collector that adapters use unless given another."""
+    """The process-wide collector that adapters use unless given another.
+
+    With ``EVENTMON_MULTIPROC_DIR`` set (a pre-fork server's workers), it is
+    created with worker aggregation on (:func:`eventmon.exporters.multiprocess.enable`).
+    """
     global _default
     if _default is None:
         with _default_lock:
             if _default is None:
-                _default = MetricsCollector()
+                collector = MetricsCollector()
+                if os.environ.get("EVENTMON_MULTIPROC_DIR"):
+                    # Imported here: multiprocess builds on this module, not the reverse.
+                    from eventmon.exporters.multiprocess import enable
+
+                    enable(collector)
+                _default = collector
     return _default
 
 

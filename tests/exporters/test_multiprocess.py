@@ -6,14 +6,23 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from eventmon import ConfigurationError, MetricsCollector
+import eventmon.collector
+from eventmon import ConfigurationError, MetricsCollector, default_collector
 from eventmon.exporters.multiprocess import ENV_DIR, MultiprocessDamaged, disable, enable
 from eventmon.exporters.prometheus import render, render_families
+
+
+def _process_wide(monkeypatch: pytest.MonkeyPatch) -> MetricsCollector:
+    """A fresh process-wide collector, made as a server's worker makes it."""
+    monkeypatch.setattr(eventmon.collector, "_default", None)
+    return default_collector()
 
 
 class Workers:
@@ -206,7 +215,7 @@ def test_worker_archived_while_alive_is_not_counted_twice(workers: Workers) -> N
 def test_env_var_turns_it_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_DIR, str(tmp_path / "d"))
     monkeypatch.setenv("EVENTMON_MULTIPROC_INTERVAL", "0.05")
-    c = MetricsCollector(slow_hooks=())
+    c = _process_wide(monkeypatch)
     try:
         assert c.multiprocess is not None
         c.observe("GET", "/x", 200, 0.01)
@@ -220,6 +229,24 @@ def test_env_var_turns_it_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     finally:
         disable(c)
         shutil.rmtree(tmp_path / "d")
+
+
+def test_a_collector_made_directly_is_not_aggregated_by_the_env_var(tmp_path: Path) -> None:
+    # Only the process-wide collector reads the variable: constructing a collector
+    # starts no writer thread and imports nothing from the exporters.
+    code = (
+        "import sys, threading\n"
+        "from eventmon.collector import MetricsCollector\n"
+        "c = MetricsCollector()\n"
+        "print(c.multiprocess, 'eventmon.exporters.multiprocess' in sys.modules,"
+        " [t.name for t in threading.enumerate() if t.name.startswith('eventmon')])\n"
+    )
+    env = {**os.environ, ENV_DIR: str(tmp_path / "d")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["None", "False", "[]"]
+    assert not (tmp_path / "d").exists()
 
 
 def test_configuration_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -248,7 +275,7 @@ def test_interval_from_the_environment_must_be_finite_seconds(
     monkeypatch.setenv(ENV_DIR, str(tmp_path / "d"))
     monkeypatch.setenv("EVENTMON_MULTIPROC_INTERVAL", raw)
     with pytest.raises(ConfigurationError, match="EVENTMON_MULTIPROC_INTERVAL") as info:
-        MetricsCollector(slow_hooks=())
+        _process_wide(monkeypatch)
     assert "\n" not in str(info.value)
     assert repr(raw) in str(info.value)
 
@@ -270,12 +297,12 @@ def test_directory_naming_a_file_fails_at_start_up(
     a_file.write_text("x")
     monkeypatch.setenv(ENV_DIR, str(a_file))
     with pytest.raises(ConfigurationError, match="is a file") as info:
-        MetricsCollector(slow_hooks=())
+        _process_wide(monkeypatch)
     assert "\n" not in str(info.value)
     # Below a file, too (mkdir's parent is not a directory).
     monkeypatch.setenv(ENV_DIR, str(a_file / "sub"))
     with pytest.raises(ConfigurationError, match=ENV_DIR):
-        MetricsCollector(slow_hooks=())
+        _process_wide(monkeypatch)
 
 
 def test_world_writable_directory_needs_the_sticky_bit(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Worker aggregation for pre-fork servers (gunicorn, ``uvicorn --workers``).
 
 Turned on by one setting: the environment variable ``EVENTMON_MULTIPROC_DIR``
-(a directory private to this server on this host), or :func:`enable`. Then:
+(a directory private to this server on this host), read when the process-wide
+collector (:func:`eventmon.default_collector`) is made; or by :func:`enable`. Then:
 
 * every worker writes its **whole** aggregate state (per series count, sum and
   buckets; per endpoint HDR counts, sparse; slow requests; internal errors; user

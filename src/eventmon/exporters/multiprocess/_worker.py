@@ -39,8 +39,9 @@ logger = logging.getLogger("eventmon")
 class WorkerAggregator(_Keeper):
     """Writes this worker's state and merges every worker's at scrape time.
 
-    Created by :func:`enable` (or by the collector itself when ``EVENTMON_MULTIPROC_DIR``
-    is set). ``identity`` and ``is_alive`` are for tests that simulate workers.
+    Created by :func:`enable` (which :func:`eventmon.default_collector` calls when
+    ``EVENTMON_MULTIPROC_DIR`` is set). ``identity`` and ``is_alive`` are for tests
+    that simulate workers.
     """
 
     def __init__(
