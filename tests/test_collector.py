@@ -128,6 +128,7 @@ def test_random_methods_share_one_label_value(collector: MetricsCollector) -> No
     assert len(collector._series) == 1
 
 
+@pytest.mark.slow  # 105,000 requests under tracemalloc
 def test_100k_random_unmatched_urls_grow_memory_less_than_1mb() -> None:
     from eventmon.asgi import EventmonMiddleware
 
@@ -170,6 +171,7 @@ def test_100k_random_unmatched_urls_grow_memory_less_than_1mb() -> None:
     assert c.total_requests() == 105_000
 
 
+@pytest.mark.slow  # 200,000 observations from 40 threads under tracemalloc
 def test_memory_stays_bounded_with_40_threads_and_100_endpoints() -> None:
     gc.collect()
     tracemalloc.start()

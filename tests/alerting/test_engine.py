@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -253,6 +254,7 @@ def test_background_thread_start_stop_idempotent(collector) -> None:
     feed = DashboardFeed()
     eng = AlertEngine(collector, [AlertRule("q", "queue_depth > 10")], notifiers=[feed],
                       interval=0.02)  # fmt: skip
+    before = set(threading.enumerate())
     eng.start()
     eng.start()
     assert eng.running
@@ -264,7 +266,8 @@ def test_background_thread_start_stop_idempotent(collector) -> None:
     assert not eng.running
     assert [e["name"] for e in feed.events()] == ["q"]
     n = eng.evaluations
-    time.sleep(0.1)
+    # Every thread the engine started has ended: nothing can evaluate any more.
+    assert not [t for t in set(threading.enumerate()) - before if t.is_alive()]
     assert eng.evaluations == n  # really stopped
     eng.start()  # restartable
     deadline = time.monotonic() + 5

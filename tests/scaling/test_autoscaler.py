@@ -310,6 +310,7 @@ def test_background_thread_start_stop_idempotent():
         max_instances=5,
         policy=StepPolicy(scale_down_stabilization=0, max_instances=5),
     )
+    before = set(threading.enumerate())
     m.start()
     m.start()
     assert m.running
@@ -321,7 +322,8 @@ def test_background_thread_start_stop_idempotent():
     assert not m.running
     assert backend.n == 5
     calls = len(backend.calls)
-    time.sleep(0.1)
+    # Its thread has ended: nothing can call the backend any more.
+    assert not [t for t in set(threading.enumerate()) - before if t.is_alive()]
     assert len(backend.calls) == calls  # stopped means stopped
     m.start()  # restartable
     assert m.running
@@ -340,7 +342,11 @@ def test_loop_survives_exceptions_everywhere(collector):
 
     m = AutoScalingManager(Exploding(), Readings(90.0), interval=0.01, collector=collector)
     with m:
-        time.sleep(0.1)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the loop's first failed scaling, counted
+            if 'stage="backend"' in render(collector).decode():
+                break
+            time.sleep(0.01)
         assert m.running
     text = render(collector).decode()
     assert 'eventmon_scaling_errors_total{stage="backend"}' in text
