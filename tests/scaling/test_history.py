@@ -183,9 +183,14 @@ def test_recorder_thread_records_every_request(tmp_path: Path, collector: Metric
     with HistoryStore(tmp_path / "h.db") as store:
         rec = HistoryRecorder(store, collector, interval=0.05)
         rec.start()
-        for _ in range(5):
+        for batch in range(1, 6):
             serve(collector, 20)
-            time.sleep(0.03)
+            # The thread's own tick stores each batch (not only the one at stop).
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if sum(c for _, c in store.requests(0, time.time() + 60)) >= 20 * batch:
+                    break
+                time.sleep(0.01)
         rec.stop()
         assert sum(c for _, c in store.requests(0, time.time() + 60)) == 100
         assert collector.internal_errors() == {}
