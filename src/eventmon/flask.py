@@ -7,7 +7,8 @@
     Eventmon(app)                       # or: eventmon = Eventmon(); eventmon.init_app(app)
 
 It wraps ``app.wsgi_app`` in :class:`eventmon.wsgi.EventmonMiddleware` (so
-responses are timed until the server closes them, streams included) and labels
+responses are timed until their last byte, streams included; a test client's
+request is recorded as the rule in docs/frameworks.md says) and labels
 each request with its ``url_rule.rule`` (``/events/<int:event_id>``, blueprint
 prefixes included). Requests that match no rule share one label value.
 
@@ -23,6 +24,7 @@ the built-in dashboard, served under its prefix and not recorded).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -157,13 +159,26 @@ class Eventmon:
         options.update(self._given)
         name = "collector" if "collector" in self._given else "EVENTMON_COLLECTOR"
         collector = resolve_collector(options.pop("collector", None), name)
-        middleware = EventmonMiddleware(app.wsgi_app, collector=collector, **options)
+        # The app holds the middleware; the middleware reaches the app only through a
+        # weak reference, so instrumenting adds no reference cycle and an app dropped
+        # by its last owner is freed at once, as an uninstrumented one is.
+        app_ref = weakref.ref(app)
+        wrapped: Any
+        if "wsgi_app" in vars(app):  # already wrapped by someone (that object holds the app)
+            wrapped = app.wsgi_app
+        else:
+            flask_wsgi_app: Any = type(app).wsgi_app
+
+            def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
+                return flask_wsgi_app(app_ref(), environ, start_response)
+
+        middleware = EventmonMiddleware(wrapped, collector=collector, **options)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         context_class = _RuleNotingContext
         if context_class is not None and type(app).request_context is Flask.request_context:
 
             def request_context(environ: dict[str, Any]) -> Any:
-                return context_class(app, environ)
+                return context_class(app_ref(), environ)
 
             app.request_context = request_context  # type: ignore[method-assign]
         else:

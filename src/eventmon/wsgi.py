@@ -4,12 +4,14 @@ One line::
 
     app = EventmonMiddleware(app)
 
-A request is timed from the middleware's entry until the server calls the
-response iterable's ``close()``, so streaming and file responses are timed
-until their last byte. The status comes from ``start_response``. An exception
-from the application, or from iterating its body, is recorded once as 500 and
-re-raised unchanged; a body the server stopped iterating early (the client went
-away) is recorded as 499.
+A request is timed from the middleware's entry until its body is complete (the
+iterable exhausted, or the declared ``Content-Length`` handed out) or the server
+calls ``close()``, whichever comes first, so streaming and file responses are
+timed until their last byte. The status comes from ``start_response``. An
+exception from the application, or from iterating its body, is recorded once as
+500 and re-raised unchanged; a body the server started iterating and stopped
+before it was complete (the client went away) is recorded as 499, and nothing
+else is. The response has a ``len()`` exactly when the app's body has one.
 
 The endpoint label is read when the request ends: ``environ["eventmon.endpoint"]``
 if the application (or a framework extension such as :mod:`eventmon.flask`)
@@ -166,12 +168,15 @@ class EventmonMiddleware:
             response._start_response = start_response
             response.token = token
             response.start = start
+            response.left = -1
         try:
             body = self.app(environ, response.start_response)
         except BaseException:
             response.finish(500)
             raise
-        response.body = body
+        response.body = body  # the C response picks its sized type here itself
+        if response.__class__ is _Response and hasattr(body.__class__, "__len__"):
+            response.__class__ = _SizedResponse
         if body.__class__ is environ.get("wsgi.file_wrapper"):
             return _keep_file_wrapper(response, body)
         iterable: Iterable[bytes] = response
@@ -227,12 +232,31 @@ class _Response:
     ``eventmon.core._speedups.WSGIResponse`` is the same in C, used when built;
     this class is the reference (``tests/adapters`` run on both).
 
+    The request is recorded once, at the first of: the body is complete (its
+    iterable is exhausted, or it has handed out as many bytes as the
+    ``Content-Length`` the app declared) with the status from start_response;
+    an exception from the app, its body or the body's ``close()`` (500); or
+    ``close()`` (499 if the server had started iterating the body and stopped
+    before it was complete: the client went away; else the status).
+
     Slots left unset mean defaults, so the common path stores less: ``code``
-    unset is 500 (start_response never called), ``exhausted`` unset means the
-    body was not iterated to its end, ``token`` None means already recorded.
+    unset is 500 (start_response never called), ``started`` unset means the
+    body was not iterated yet, ``token`` None means already recorded; ``left``
+    is the declared length still to hand out, -1 if none was declared.
     """
 
-    __slots__ = ("_start_response", "body", "code", "environ", "exhausted", "mw", "start", "token")
+    __slots__ = (
+        "_start_response",
+        "body",
+        "code",
+        "environ",
+        "exhausted",
+        "left",
+        "mw",
+        "start",
+        "started",
+        "token",
+    )
 
     mw: EventmonMiddleware
     environ: WSGIEnviron
@@ -240,6 +264,8 @@ class _Response:
     token: Any
     start: float
     code: int
+    left: int
+    started: bool
     exhausted: bool
     body: Iterable[bytes]
 
@@ -250,17 +276,38 @@ class _Response:
             self.code = _CODES[status]
         except (KeyError, TypeError):  # a status line not seen yet (or not a string)
             self.code = _status_code(status)
+        self.left = _declared_length(headers)
         return self._start_response(status, headers, exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
+        self.started = True
         try:
-            yield from self.body
+            for chunk in self.body:
+                # The left slot is read per chunk: a generator app may call
+                # start_response on its first iteration (PEP 3333).
+                if self.left >= 0:
+                    left = self.left - len(chunk)
+                    if left <= 0:  # all the declared bytes are handed out: complete
+                        self.left = -1
+                        self.complete()
+                    else:
+                        self.left = left
+                yield chunk
         except GeneratorExit:
             raise
         except BaseException:
             self.finish(500)
             raise
         self.exhausted = True
+        self.complete()
+
+    def complete(self) -> None:
+        """Record the request with its status: the body was handed out whole."""
+        try:
+            code = self.code
+        except AttributeError:
+            code = 500
+        self.finish(code)
 
     def close(self) -> None:
         close = getattr(self.body, "close", None)
@@ -273,15 +320,11 @@ class _Response:
         if self.token is None:
             return
         try:
-            self.exhausted  # noqa: B018
-        except AttributeError:
-            code = CLIENT_CLOSED
-        else:
-            try:
-                code = self.code
-            except AttributeError:
-                code = 500
-        self.finish(code)
+            self.started  # noqa: B018
+        except AttributeError:  # never iterated: nobody went away mid-body
+            self.complete()
+        else:  # the server stopped before the body was complete
+            self.finish(CLIENT_CLOSED)
 
     def finish(self, status: int) -> None:
         """Record the request once, with ``status``; later calls do nothing.
@@ -317,6 +360,44 @@ class _Response:
                 mw.collector.internal_error("wsgi.observe")
 
 
+class _SizedResponse(_Response):
+    """A response whose body has a length: servers read ``len()`` of the iterable.
+
+    wsgiref and waitress give a one-chunk body its ``Content-Length`` from it
+    (and keep the connection alive); without it they cannot.
+    """
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self.body)  # type: ignore[arg-type]
+
+
+def _declared_length(headers: Any) -> int:
+    """The ``Content-Length`` among ``headers`` as an int, or -1 if none is usable.
+
+    Strict on purpose, and the same in C: a list of 2-tuples (the scan stops at
+    anything else), the first header of that name, ASCII digits only (at most 18).
+    """
+    if headers.__class__ is not list:
+        return -1
+    for item in headers:
+        if item.__class__ is not tuple or len(item) != 2:
+            return -1
+        name = item[0]
+        if name.__class__ is str and len(name) == 14 and name.lower() == "content-length":
+            value = item[1]
+            if (
+                value.__class__ is str
+                and 0 < len(value) <= 18
+                and value.isascii()
+                and value.isdigit()
+            ):
+                return int(value)
+            return -1
+    return -1
+
+
 class _FileClose:
     """Stands in as the body of a response whose file wrapper the server sends itself."""
 
@@ -334,7 +415,6 @@ def _keep_file_wrapper(response: _Response, body: Any) -> Iterable[bytes]:
     except Exception:  # a wrapper with __slots__: wrap it like any body
         return response
     response.body = _FileClose(original)  # type: ignore[assignment]
-    response.exhausted = True  # the server sends it as it likes
     return body  # type: ignore[no-any-return]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from adapters import apps
+from adapters.wsgi_servers import wsgi_server  # noqa: F401  # a fixture: real servers
 from eventmon import MetricsCollector
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adapters.djapp.settings")

@@ -149,61 +149,6 @@ def plain_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [b"ok"]
 
 
-def serve_wsgiref(app: Any) -> tuple[int, Callable[[], None]]:
-    from wsgiref.simple_server import WSGIRequestHandler, make_server
-
-    class Quiet(WSGIRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = make_server("127.0.0.1", 0, app, handler_class=Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-    return server.server_port, stop
-
-
-def serve_waitress(app: Any) -> tuple[int, Callable[[], None]]:
-    from waitress.server import create_server
-
-    server: Any = create_server(app, host="127.0.0.1", port=0, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-
-    def close_all() -> None:  # in the server's own thread: its loop ends with nothing to watch
-        for channel in list(server._map.values()):
-            channel.close()
-
-    def stop() -> None:
-        server.trigger.pull_trigger(close_all)
-        thread.join(5)
-        server.task_dispatcher.shutdown()
-
-    return server.effective_port, stop
-
-
-SERVERS = {"wsgiref": serve_wsgiref, "waitress": serve_waitress}
-
-
-@pytest.fixture(params=sorted(SERVERS))
-def wsgi_server(request: pytest.FixtureRequest) -> Iterator[Callable[[Any], int]]:
-    stops: list[Callable[[], None]] = []
-
-    def start(app: Any) -> int:
-        port, stop = SERVERS[request.param](app)
-        stops.append(stop)
-        return port
-
-    yield start
-    for stop in stops:
-        stop()
-
-
 def get_all(port: int, paths: list[str]) -> list[tuple[int, bytes]]:
     out = []
     for p in paths:

@@ -56,21 +56,30 @@ def test_client_gone_before_the_last_chunk_is_499(collector: MetricsCollector) -
     assert collector.in_progress() == 0
 
 
-def test_duration_runs_until_close(clock: Any) -> None:
+def test_duration_runs_until_the_body_is_complete_or_closed(clock: Any) -> None:
     c = MetricsCollector(slow_hooks=(), clock=clock)
 
-    def app(env: dict[str, Any], start_response: Any) -> list[bytes]:
-        env[ENDPOINT_KEY] = "/x"
+    def app(env: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        env[ENDPOINT_KEY] = env["PATH_INFO"]
         start_response("200 OK", [])
-        return [b"x"]
+        yield b"x"
+        clock.advance(0.25)  # producing the rest
+        yield b"y"
 
     mw = EventmonMiddleware(app, collector=c)
-    body = mw(environ(), lambda *a: None)
+    body = mw(environ("/whole"), lambda *a: None)
     clock.advance(0.3)
-    assert list(body) == [b"x"]
-    clock.advance(0.2)  # the server is still writing
+    assert list(body) == [b"x", b"y"]  # recorded here: the last chunk is handed out
+    clock.advance(0.2)  # the server closes later
     body.close()  # type: ignore[attr-defined]
-    assert [s.sum for s in c.series()] == [pytest.approx(0.5)]
+    body = mw(environ("/cut"), lambda *a: None)
+    assert next(iter(body)) == b"x"
+    clock.advance(0.4)  # the server stops here: the client is gone
+    body.close()  # type: ignore[attr-defined]
+    assert {(s.endpoint, s.status_code): s.sum for s in c.series()} == {
+        ("/whole", "200"): pytest.approx(0.55),
+        ("/cut", "499"): pytest.approx(0.4),
+    }
 
 
 def test_file_wrapper_keeps_the_sendfile_path(clock: Any) -> None:
@@ -107,6 +116,7 @@ def test_error_while_closing_is_500_once(collector: MetricsCollector) -> None:
     class Body:
         def __iter__(self) -> Iterator[bytes]:
             yield b"x"
+            yield b"y"
 
         def close(self) -> None:
             raise OSError("disk gone")
@@ -115,11 +125,19 @@ def test_error_while_closing_is_500_once(collector: MetricsCollector) -> None:
         start_response("200 OK", [])
         return Body()
 
-    body = EventmonMiddleware(app, collector=collector)(environ(), lambda *a: None)
-    assert list(body) == [b"x"]
+    mw = EventmonMiddleware(app, collector=collector)
+    body = mw(environ(), lambda *a: None)
+    assert next(iter(body)) == b"x"
     with pytest.raises(OSError, match="disk gone"):
         body.close()  # type: ignore[attr-defined]
     assert counts(collector) == {("GET", UNMATCHED, "500"): 1}
+    # Once the body was handed out whole the request is recorded: close() failing
+    # afterwards still reaches the server, but the client had its 200.
+    body = mw(environ(), lambda *a: None)
+    assert list(body) == [b"x", b"y"]
+    with pytest.raises(OSError, match="disk gone"):
+        body.close()  # type: ignore[attr-defined]
+    assert counts(collector) == {("GET", UNMATCHED, "500"): 1, ("GET", UNMATCHED, "200"): 1}
 
 
 def test_endpoint_resolver_and_environ_key(collector: MetricsCollector) -> None:

@@ -791,10 +791,12 @@ typedef struct {
     PyObject *body;            /* the app's iterable; NULL until set */
     PyObject *iterator;        /* iter(body), once iteration starts */
     long code;                 /* -1: start_response not called (recorded as 500) */
+    Py_ssize_t left;           /* declared Content-Length still to hand out; -1: none */
     char exhausted;            /* the body was iterated to its end */
 } WSGIResponseObject;
 
 static PyTypeObject WSGIResponseType;
+static PyTypeObject WSGISizedResponseType;  /* the same with __len__ (of the body) */
 
 static int
 wsgi_traverse(WSGIResponseObject *self, visitproc visit, void *arg)
@@ -853,6 +855,7 @@ wsgi_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     self->body = NULL;
     self->iterator = NULL;
     self->code = -1;
+    self->left = -1;
     self->exhausted = 0;
     PyObject_GC_Track(self);
     return (PyObject *)self;
@@ -1025,6 +1028,56 @@ wsgi_record_error(WSGIResponseObject *self)
     PyErr_SetRaisedException_compat(exc);
 }
 
+/* The Content-Length among `headers`, or -1 if none is usable; exactly as the
+ * reference's _declared_length: a list of 2-tuples (the scan stops at anything
+ * else), the first header of that name, 1 to 18 ASCII digits. Never fails. */
+static Py_ssize_t
+declared_length(PyObject *headers)
+{
+    if (!PyList_CheckExact(headers))
+        return -1;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
+        PyObject *item = PyList_GET_ITEM(headers, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2)
+            return -1;
+        PyObject *name = PyTuple_GET_ITEM(item, 0);
+        if (!PyUnicode_CheckExact(name) || PyUnicode_GET_LENGTH(name) != 14)
+            continue;
+        /* name.lower() == "content-length": folding ASCII letters is enough, as the
+         * only other characters that lower to ASCII are U+212A KELVIN SIGN ("k", not
+         * in the name) and U+0130 (to two characters: never a match) */
+        static const char want[] = "content-length";
+        int kind = PyUnicode_KIND(name);
+        const void *data = PyUnicode_DATA(name);
+        int same = 1;
+        for (Py_ssize_t k = 0; k < 14 && same; k++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, k);
+            if (c >= 'A' && c <= 'Z')
+                c += 'a' - 'A';
+            same = c == (Py_UCS4)want[k];
+        }
+        if (!same)
+            continue;
+        PyObject *value = PyTuple_GET_ITEM(item, 1);
+        if (!PyUnicode_CheckExact(value))
+            return -1;
+        Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+        if (n < 1 || n > 18)
+            return -1;
+        int vkind = PyUnicode_KIND(value);
+        const void *vdata = PyUnicode_DATA(value);
+        Py_ssize_t length = 0;
+        for (Py_ssize_t k = 0; k < n; k++) {
+            Py_UCS4 c = PyUnicode_READ(vkind, vdata, k);
+            if (c < '0' || c > '9')
+                return -1;
+            length = length * 10 + (Py_ssize_t)(c - '0');
+        }
+        return length;
+    }
+    return -1;
+}
+
 /* start_response(status, headers, exc_info=None), by position or keyword. */
 static PyObject *
 wsgi_start_response(WSGIResponseObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -1078,8 +1131,16 @@ wsgi_start_response(WSGIResponseObject *self, PyObject *const *args, Py_ssize_t 
         if (self->code == -1 && PyErr_Occurred())
             return NULL;
     }
+    self->left = declared_length(headers);
     PyObject *call_args[3] = {status, headers, exc_info};
     return PyObject_Vectorcall(self->start_response, call_args, 3, NULL);
+}
+
+/* The body was handed out whole: record the request with its status. */
+static int
+wsgi_complete(WSGIResponseObject *self)
+{
+    return wsgi_record(self, self->code < 0 ? 500 : self->code);
 }
 
 static PyObject *
@@ -1098,10 +1159,33 @@ wsgi_iternext(WSGIResponseObject *self)
     }
     PyObject *item = PyIter_Next(self->iterator);
     if (item == NULL) {
-        if (PyErr_Occurred())
+        if (PyErr_Occurred()) {
             wsgi_record_error(self);
-        else
+        } else {
             self->exhausted = 1;
+            if (wsgi_complete(self) < 0)
+                return NULL;
+        }
+        return NULL;
+    }
+    if (self->left >= 0) {
+        /* Read per chunk: a generator app may call start_response on its first
+         * iteration (PEP 3333). */
+        Py_ssize_t size = PyBytes_CheckExact(item) ? PyBytes_GET_SIZE(item) : PyObject_Size(item);
+        if (size < 0) {
+            Py_DECREF(item);
+            wsgi_record_error(self);
+            return NULL;
+        }
+        if (self->left - size <= 0) {  /* all the declared bytes are handed out: complete */
+            self->left = -1;
+            if (wsgi_complete(self) < 0) {
+                Py_DECREF(item);
+                return NULL;
+            }
+        } else {
+            self->left -= size;
+        }
     }
     return item;
 }
@@ -1127,8 +1211,10 @@ wsgi_close(WSGIResponseObject *self, PyObject *Py_UNUSED(ignored))
             Py_DECREF(r);
         }
     }
-    long status = !self->exhausted ? CLIENT_CLOSED : (self->code < 0 ? 500 : self->code);
-    if (wsgi_record(self, status) < 0)
+    /* Never iterated: nobody went away mid-body. Iterated but not complete (it would
+     * have been recorded): the server stopped early, the client went away. */
+    int rc = self->iterator == NULL ? wsgi_complete(self) : wsgi_record(self, CLIENT_CLOSED);
+    if (rc < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -1171,8 +1257,45 @@ static PyMethodDef wsgi_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *
+wsgi_get_body(WSGIResponseObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->body != NULL ? self->body : Py_None);
+}
+
+/* Setting the body also picks the type: with __len__ only if the body has one
+ * (the two types share one layout, and static types are not reference counted). */
+static int
+wsgi_set_body(WSGIResponseObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    Py_XSETREF(self->body, Py_XNewRef(value));
+    PyTypeObject *tp = value == NULL ? NULL : Py_TYPE(value);
+    int sized = tp != NULL && ((tp->tp_as_sequence != NULL && tp->tp_as_sequence->sq_length != NULL)
+                               || (tp->tp_as_mapping != NULL && tp->tp_as_mapping->mp_length != NULL));
+    Py_SET_TYPE(self, sized ? &WSGISizedResponseType : &WSGIResponseType);
+    return 0;
+}
+
+static Py_ssize_t
+wsgi_len(WSGIResponseObject *self)
+{
+    if (self->body == NULL) {
+        PyErr_SetString(PyExc_TypeError, "eventmon: the response has no body yet");
+        return -1;
+    }
+    return PyObject_Size(self->body);
+}
+
+static PyGetSetDef wsgi_getset[] = {
+    {"body", (getter)wsgi_get_body, (setter)wsgi_set_body, "The app's response iterable.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods wsgi_sized_as_sequence = {
+    .sq_length = (lenfunc)wsgi_len,
+};
+
 static PyMemberDef wsgi_members[] = {
-    {"body", T_OBJECT, offsetof(WSGIResponseObject, body), 0, NULL},
     {"exhausted", T_BOOL, offsetof(WSGIResponseObject, exhausted), 0, NULL},
     {"token", T_OBJECT, offsetof(WSGIResponseObject, token), READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
@@ -1191,6 +1314,20 @@ static PyTypeObject WSGIResponseType = {
     .tp_iternext = (iternextfunc)wsgi_iternext,
     .tp_methods = wsgi_methods,
     .tp_members = wsgi_members,
+    .tp_getset = wsgi_getset,
+};
+
+static PyTypeObject WSGISizedResponseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "eventmon.core._speedups.WSGISizedResponse",
+    .tp_doc = "A WSGIResponse whose body has a length: len() of it is the body's.",
+    .tp_basicsize = sizeof(WSGIResponseObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_base = &WSGIResponseType,
+    .tp_traverse = (traverseproc)wsgi_traverse,
+    .tp_clear = (inquiry)wsgi_clear,
+    .tp_dealloc = (destructor)wsgi_dealloc,
+    .tp_as_sequence = &wsgi_sized_as_sequence,
 };
 
 /* ------------------------------------------------------------------- module */
@@ -1232,7 +1369,7 @@ PyInit__speedups(void)
         return NULL;
     }
     if (PyType_Ready(&JournalType) < 0 || PyType_Ready(&RecorderType) < 0
-        || PyType_Ready(&WSGIResponseType) < 0)
+        || PyType_Ready(&WSGIResponseType) < 0 || PyType_Ready(&WSGISizedResponseType) < 0)
         return NULL;
     if (current_thread == NULL) {
         PyObject *threading = PyImport_ImportModule("threading");
@@ -1273,7 +1410,8 @@ PyInit__speedups(void)
         return NULL;
     if (PyModule_AddObjectRef(m, "Journal", (PyObject *)&JournalType) < 0
         || PyModule_AddObjectRef(m, "Recorder", (PyObject *)&RecorderType) < 0
-        || PyModule_AddObjectRef(m, "WSGIResponse", (PyObject *)&WSGIResponseType) < 0) {
+        || PyModule_AddObjectRef(m, "WSGIResponse", (PyObject *)&WSGIResponseType) < 0
+        || PyModule_AddObjectRef(m, "WSGISizedResponse", (PyObject *)&WSGISizedResponseType) < 0) {
         Py_DECREF(m);
         return NULL;
     }
