@@ -51,6 +51,7 @@ def test_error_burst_fires_high_error_rate_by_email_then_resolves(smtp_server) -
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning")
     )
+    before = set(threading.enumerate())
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -95,8 +96,9 @@ def test_error_burst_fires_high_error_rate_by_email_then_resolves(smtp_server) -
     finally:
         server.should_exit = True
         thread.join(10)
-    # The lifespan stopped the engine with the app.
+    # The lifespan stopped the engine with the app: the server's loop and every
+    # thread it started (evaluations run in its executor) have ended.
     n = engine.evaluations
-    time.sleep(0.3)
+    assert not [t for t in set(threading.enumerate()) - before if t.is_alive()]
     assert engine.evaluations == n
     assert collector.internal_errors() == {}
