@@ -25,7 +25,9 @@ from eventmon._adapter import (
     resolve_collector,
     resolve_dashboard,
 )
+from eventmon._exceptions import ConfigurationError
 from eventmon.collector import MetricsCollector
+from eventmon.core.exemplars import current_trace, request_trace_id
 from eventmon.core.registry import UNMATCHED
 from eventmon.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -64,6 +66,32 @@ def route_template(app: Any) -> dict[int, tuple[Any, str]]:
     return out
 
 
+class _NoteTrace:
+    """Notes the request's trace id for the collector's exemplars, then runs the app."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def __getattr__(self, name: str) -> Any:
+        # Route discovery (route_template) looks through to the wrapped app.
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            header = None
+            try:
+                for name, value in scope.get("headers", ()):
+                    if name == b"traceparent":
+                        header = value
+                        break
+                current_trace.set(request_trace_id(header))
+            except Exception:  # a broken tracer must not fail the request
+                current_trace.set(None)
+        await self.app(scope, receive, send)
+
+
 class EventmonMiddleware:
     """Records every HTTP request in a :class:`~eventmon.MetricsCollector`.
 
@@ -91,6 +119,10 @@ class EventmonMiddleware:
         dashboard: serve the built-in dashboard: ``True`` for one on this
             collector at ``/eventmon/``, or a :class:`eventmon.dashboard.Dashboard`
             (prefix, token, providers); off by default. Not recorded as requests.
+        exemplars: ``True`` notes each request's trace id (the active
+            OpenTelemetry span's, else the ``traceparent`` header's) and turns
+            exemplars on in the collector; ``None`` (default) follows
+            ``collector.exemplars``. See :mod:`eventmon.core.exemplars`.
     """
 
     def __init__(
@@ -109,7 +141,10 @@ class EventmonMiddleware:
         unit: str = "s",
         endpoint_resolver: Callable[[Scope], str | None] | None = None,
         dashboard: Any = None,
+        exemplars: bool | None = None,
     ) -> None:
+        if exemplars is not None and not isinstance(exemplars, bool):
+            raise ConfigurationError(f"exemplars must be True, False or None, got {exemplars!r}")
         options = AdapterOptions.build(
             metrics_path=metrics_path,
             exclude_paths=exclude_paths,
@@ -128,6 +163,12 @@ class EventmonMiddleware:
         self.metrics_path = options.metrics_path
         self.unit = options.unit
         self.endpoint_resolver = endpoint_resolver
+        if exemplars:
+            self.collector.enable_exemplars()
+        if self.collector.exemplars and exemplars is not False:
+            # Noted in this task's context as the request enters the app, where
+            # _finish (same task) reads it; off, the request path is unchanged.
+            self.app = _NoteTrace(app)
         # Flattened for the request path.
         self._exact = options.exclude_exact
         self._prefixes = options.exclude_prefixes

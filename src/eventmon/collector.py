@@ -30,6 +30,7 @@ from eventmon._exceptions import ConfigurationError
 from eventmon.core import fold as _fold_module
 from eventmon.core._native import cells, speedups
 from eventmon.core.counter import Counter
+from eventmon.core.exemplars import ExemplarStore, current_trace
 from eventmon.core.histogram import DEFAULT_BUCKETS, HdrLayout, LatencyHistogram
 from eventmon.core.journal import Journals, ThreadJournal
 from eventmon.core.process import ProcessStats
@@ -132,6 +133,9 @@ class MetricsCollector:
         clock: monotonic clock in seconds; injected by tests.
         journal_limit: requests a thread records before it folds them itself
             (1 to 1,000,000; default 1024); reads fold whatever is pending.
+        exemplars: keep, per series and bucket, the trace id of the latest traced
+            request and show it in OpenMetrics scrapes (off by default; see
+            :meth:`enable_exemplars`).
     """
 
     def __init__(
@@ -146,7 +150,10 @@ class MetricsCollector:
         quantiles: Sequence[float] = DEFAULT_QUANTILES,
         clock: Clock = time.perf_counter,
         journal_limit: int = 1024,
+        exemplars: bool = False,
     ) -> None:
+        if not isinstance(exemplars, bool):
+            raise ConfigurationError(f"exemplars must be True or False, got {exemplars!r}")
         bounds = tuple(float(b) for b in buckets)
         if not bounds or any(not math.isfinite(b) or b <= 0 for b in bounds):
             raise ConfigurationError(f"buckets must be positive finite seconds, got {buckets!r}")
@@ -228,6 +235,46 @@ class MetricsCollector:
         #: A ``prometheus_client`` registry served on this collector's pages too
         #: (:func:`eventmon.exporters.promclient.serve_alongside`); ``None``: none.
         self.extra_registry: Any = None
+        self._exemplars: ExemplarStore | None = None
+        self._wall_offset = 0.0
+        if exemplars:
+            self.enable_exemplars()
+
+    @property
+    def exemplars(self) -> bool:
+        """Whether exemplars are kept (see :meth:`enable_exemplars`)."""
+        return self._exemplars is not None
+
+    def enable_exemplars(self) -> None:
+        """Keep the trace id of the latest traced request per series and bucket.
+
+        Shown on the ``_bucket`` samples of OpenMetrics scrapes. The trace id is
+        the one an adapter noted for the request (the active OpenTelemetry span,
+        else the ``traceparent`` header; see :mod:`eventmon.core.exemplars`).
+        Requests then take the Python request path, which also stores the exemplar;
+        with exemplars off nothing of this runs. Idempotent.
+        """
+        if self._exemplars is not None:
+            return
+        # Wall time of an end instant without another clock read per request.
+        self._wall_offset = time.time() - self.clock()
+        self._exemplars = ExemplarStore(
+            self.bounds, max(self.max_label_sets, 1) * (len(self.bounds) + 1)
+        )
+        if type(self).end is MetricsCollector.end:
+            vars(self)["end"] = self._end_traced
+        if type(self).observe is MetricsCollector.observe:
+            vars(self)["observe"] = self._observe_traced
+
+    def exemplars_by_series(
+        self,
+    ) -> dict[tuple[str, str, str], dict[int, tuple[str, float, float]]]:
+        """``(method, endpoint, status)`` -> bucket index -> ``(trace_id, seconds, unix time)``.
+
+        Empty with exemplars off. The last bucket index is +Inf's.
+        """
+        store = self._exemplars
+        return store.by_series() if store is not None else {}
 
     @property
     def slow_threshold(self) -> float:
@@ -305,6 +352,43 @@ class MetricsCollector:
             self._on_slow(method, endpoint, status, seconds)
         if len(entries) >= self._journal_limit:
             self._journals.drain_one(token)
+
+    def _end_traced(
+        self, token: ThreadJournal, method: str, endpoint: str, status: int, start: float
+    ) -> None:
+        # end() plus the exemplar; installed per instance by enable_exemplars().
+        token.finished += 1
+        if not isinstance(status, int):
+            raise TypeError(f"status must be an int, got {status!r}")
+        end = self.clock()
+        seconds = end - start
+        if not 0.0 <= seconds < _INF:
+            raise ValueError(_bad_seconds(seconds))
+        entries = token.entries
+        entries.append((method, endpoint, status, seconds, end))
+        trace_id = current_trace.get()
+        if trace_id is not None and self._exemplars is not None:
+            self._exemplars.offer(
+                _method_label(method), endpoint, status, seconds, trace_id, end + self._wall_offset
+            )
+        if seconds > self._slow_threshold:
+            self._on_slow(method, endpoint, status, seconds)
+        if len(entries) >= self._journal_limit:
+            self._journals.drain_one(token)
+
+    def _observe_traced(self, method: str, endpoint: str, status_code: int, seconds: float) -> None:
+        # observe() plus the exemplar of the context's trace, if any.
+        MetricsCollector.observe(self, method, endpoint, status_code, seconds)
+        trace_id = current_trace.get()
+        if trace_id is not None and self._exemplars is not None:
+            self._exemplars.offer(
+                _method_label(method),
+                endpoint,
+                status_code,
+                seconds,
+                trace_id,
+                self.clock() + self._wall_offset,
+            )
 
     def _on_slow(self, method: str, endpoint: str, status: int, seconds: float) -> None:
         self._slow.inc(self._slow_sets.admit((_method_label(method), endpoint)))

@@ -42,6 +42,7 @@ from django.utils.module_loading import import_string
 from eventmon._adapter import AdapterOptions, metrics_response, resolve_collector
 from eventmon._exceptions import ConfigurationError
 from eventmon.collector import MetricsCollector
+from eventmon.core.exemplars import current_trace, request_trace_id
 from eventmon.core.registry import UNMATCHED
 
 __all__ = ["EventmonMiddleware", "metrics_view"]
@@ -179,6 +180,10 @@ class EventmonMiddleware:
         self._filtered = self.options.filters
         self._routes: dict[str, str] = {}
         self._dashboard = _dashboard(self.collector)
+        if self.collector.exemplars:
+            # A collector with exemplars on (EVENTMON["collector"]): note each
+            # request's trace as it enters the view stack; off, nothing changes.
+            self.get_response = _note_trace(get_response, self._async)
 
     def __call__(self, request: Any) -> Any:
         if self._async:
@@ -297,6 +302,30 @@ class EventmonMiddleware:
         if len(self._routes) < 10_000:
             self._routes[route] = template
         return template
+
+
+def _note_trace(get_response: Callable[[Any], Any], is_async: bool) -> Callable[[Any], Any]:
+    """``get_response`` noting the request's trace id for the collector's exemplars."""
+
+    def note(request: Any) -> None:
+        try:
+            current_trace.set(request_trace_id(request.META.get("HTTP_TRACEPARENT")))
+        except Exception:  # a broken tracer must not fail the request
+            current_trace.set(None)
+
+    if is_async:
+
+        async def traced_async(request: Any) -> Any:
+            note(request)
+            return await get_response(request)
+
+        return traced_async
+
+    def traced(request: Any) -> Any:
+        note(request)
+        return get_response(request)
+
+    return traced
 
 
 class _Stream:

@@ -35,8 +35,10 @@ from eventmon._adapter import (
     resolve_collector,
     resolve_dashboard,
 )
+from eventmon._exceptions import ConfigurationError
 from eventmon.collector import MetricsCollector
 from eventmon.core._native import speedups
+from eventmon.core.exemplars import current_trace, request_trace_id
 from eventmon.core.registry import UNMATCHED
 from eventmon.types import StartResponse, WSGIApp, WSGIEnviron
 
@@ -82,6 +84,10 @@ class EventmonMiddleware:
         dashboard: serve the built-in dashboard: ``True`` for one on this
             collector at ``/eventmon/``, or a :class:`eventmon.dashboard.Dashboard`;
             off by default. Not recorded as requests.
+        exemplars: ``True`` notes each request's trace id (the active
+            OpenTelemetry span's, else the ``traceparent`` header's) and turns
+            exemplars on in the collector; ``None`` (default) follows
+            ``collector.exemplars``. See :mod:`eventmon.core.exemplars`.
     """
 
     def __init__(
@@ -100,7 +106,10 @@ class EventmonMiddleware:
         unit: str = "s",
         endpoint_resolver: Callable[[WSGIEnviron], str | None] | None = None,
         dashboard: Any = None,
+        exemplars: bool | None = None,
     ) -> None:
+        if exemplars is not None and not isinstance(exemplars, bool):
+            raise ConfigurationError(f"exemplars must be True, False or None, got {exemplars!r}")
         options = AdapterOptions.build(
             metrics_path=metrics_path,
             exclude_paths=exclude_paths,
@@ -117,6 +126,12 @@ class EventmonMiddleware:
         self.collector = resolve_collector(collector)
         self.options = options
         self.endpoint_resolver = endpoint_resolver
+        if exemplars:
+            self.collector.enable_exemplars()
+        if self.collector.exemplars and exemplars is not False:
+            # A class of its own, so that with exemplars off the request path is
+            # exactly what it is without this option.
+            self.__class__ = _TracedMiddleware
         # Flattened for the request path.
         self._metrics_path = options.metrics_path
         self._exact = options.exclude_exact
@@ -210,6 +225,57 @@ class EventmonMiddleware:
         )
         start_response(f"{page.status} {HTTPStatus(page.status).phrase}", list(page.headers))
         return [page.body]
+
+
+class _TracedMiddleware(EventmonMiddleware):
+    """The middleware with exemplars on: each request carries its trace id to its end.
+
+    A WSGI request ends while the server iterates or closes its body, which a
+    client may do after other requests ran on the thread (Werkzeug's test client
+    does): so the trace id is noted when the request enters, and again when its
+    body starts to be iterated and when it is closed.
+    """
+
+    def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            trace_id = request_trace_id(environ.get("HTTP_TRACEPARENT"))
+        except Exception:  # a broken tracer must not fail the request
+            self.collector.internal_error("wsgi.trace")
+            trace_id = None
+        current_trace.set(trace_id)
+        body = EventmonMiddleware.__call__(self, environ, start_response)
+        if isinstance(body, _RECORDED):
+            traced = _new(_SizedTraced if hasattr(body.__class__, "__len__") else _Traced)
+            traced.body = body
+            traced.trace_id = trace_id
+            return traced
+        return body
+
+
+class _Traced:
+    """A recorded response that notes its request's trace again before it can end."""
+
+    __slots__ = ("body", "trace_id")
+
+    body: Any
+    trace_id: str | None
+
+    def __iter__(self) -> Iterator[bytes]:
+        current_trace.set(self.trace_id)
+        return iter(self.body)
+
+    def close(self) -> None:
+        current_trace.set(self.trace_id)
+        self.body.close()
+
+
+class _SizedTraced(_Traced):
+    """The same for a body with a length (servers set ``Content-Length`` from it)."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self.body)
 
 
 #: Status line -> code, so that a request does not parse its status line.
@@ -430,8 +496,10 @@ def _report_fault(mw: EventmonMiddleware, exc: BaseException, where: str) -> Non
 
 
 _native_response: Callable[..., Any] | None = None
+_RECORDED: tuple[type, ...] = (_Response,)  # the response types that record a request
 if speedups is not None:
     speedups.configure_wsgi(
         _CODES, _status_code, _report_fault, ENDPOINT_KEY, UNMATCHED, FALLBACK_METHOD
     )
     _native_response = speedups.wsgi_response
+    _RECORDED = (_Response, speedups.WSGIResponse)

@@ -195,3 +195,24 @@ def test_file_response_sent_by_the_server_is_timed_until_close(clock: Any) -> No
         ("/download", "200", 1, pytest.approx(0.4))
     ]
     assert c.in_progress() == 0
+
+
+def test_exemplars_follow_the_collector(collector: MetricsCollector) -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    from eventmon.exporters.prometheus import render
+
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    collector.enable_exemplars()
+    with override_settings(EVENTMON={"collector": collector}):
+        client = Client()
+        header = f"00-{trace}-00f067aa0ba902b7-01"
+        assert client.get("/events/1", headers={"traceparent": header}).status_code == 200
+        assert client.get("/events/2").status_code == 200  # untraced: leaves none
+    found = [
+        (s.labels["endpoint"], s.exemplar.labels["trace_id"])
+        for family in text_string_to_metric_families(render(collector, openmetrics=True).decode())
+        for s in family.samples
+        if s.exemplar is not None
+    ]
+    assert found == [("/events/<int:event_id>", trace)]

@@ -265,8 +265,16 @@ def render_families(
         # The original specification's histogram: its six bounds, none past 500 ms.
         shown = len(DEFAULT_BUCKETS_MS)
     les = [repr(b * scale) for b in bounds[:shown]]
+    exemplars = _exemplars(collector) if openmetrics else None
     for s in series:
         cumulative = list(accumulate(s.buckets))
+        if exemplars:
+            held = exemplars.get((s.method, s.endpoint, s.status_code))
+            if held:
+                _buckets_with_exemplars(add, hist_name, s.labels, les, cumulative, held, scale)
+                add(f"{hist_name}_sum{{{s.labels}}} {_num(s.sum * scale)}\n")
+                add(f"{hist_name}_count{{{s.labels}}} {s.count}\n")
+                continue
         for le, c in zip(les, cumulative, strict=False):
             add(f'{hist_name}_bucket{{{s.labels},le="{le}"}} {c}\n')
         add(f'{hist_name}_bucket{{{s.labels},le="+Inf"}} {cumulative[-1]}\n')
@@ -379,6 +387,46 @@ def render_families(
     if openmetrics:
         add("# EOF\n")
     return "".join(out).encode("utf-8")
+
+
+_Exemplar = tuple[str, float, float]
+
+
+def _exemplars(view: object) -> dict[tuple[str, str, str], dict[int, _Exemplar]] | None:
+    """The view's exemplars by series, if it keeps any (a collector with exemplars on)."""
+    read = getattr(view, "exemplars_by_series", None)
+    return read() if read is not None else None
+
+
+def _buckets_with_exemplars(  # noqa: PLR0917 - a private helper of render_families
+    add: Any,
+    name: str,
+    labels: str,
+    les: list[str],
+    cumulative: list[int],
+    per: Mapping[int, _Exemplar],
+    scale: float,
+) -> None:
+    """One series' ``_bucket`` samples, each followed by its bucket's exemplar if any.
+
+    OpenMetrics: ``sample # {trace_id="..."} value timestamp``; the exemplar's value
+    lies in its bucket, and its label set (40 characters here) is within the 128 allowed.
+    """
+    shown = len(les)
+    # Buckets past the shown bounds (the "ms" unit shows six) all fall in +Inf:
+    # the latest of their exemplars goes there.
+    inf = max((per[k] for k in per if k >= shown), key=lambda e: e[2], default=None)
+    for k, le in enumerate([*les, "+Inf"]):
+        c = cumulative[k] if k < shown else cumulative[-1]
+        ex = per.get(k) if k < shown else inf
+        if ex is None:
+            add(f'{name}_bucket{{{labels},le="{le}"}} {c}\n')
+        else:
+            trace_id, value, at = ex
+            add(
+                f'{name}_bucket{{{labels},le="{le}"}} {c}'
+                f' # {{trace_id="{trace_id}"}} {_num(value * scale)} {at:.3f}\n'
+            )
 
 
 class MetricsServer:
