@@ -206,6 +206,10 @@ class MetricsCollector:
         self._gauge_help: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._gauge_lock = threading.Lock()
         self._histograms = UserHistograms(self.label_policy)
+        # Called with (name, value, label names, label values) per observe_histogram.
+        self._histogram_listeners: list[
+            Callable[[str, float, tuple[str, ...], tuple[str, ...]], object]
+        ] = []
         self._slow = Counter()
         self._slow_sets = self.label_policy.metric("http_slow_requests_total", 2)
         self._errors = Counter()  # internal faults by place
@@ -523,6 +527,22 @@ class MetricsCollector:
                 f"histogram {name!r} has labels {list(known[0])}, not {list(label_names)}"
             )
         self._histograms.observe(name, float(value), values)
+        for listener in self._histogram_listeners:
+            try:
+                listener(name, float(value), label_names, values)
+            except Exception:
+                self.internal_error("histogram_listener")
+
+    def add_histogram_listener(
+        self, listener: Callable[[str, float, tuple[str, ...], tuple[str, ...]], object]
+    ) -> None:
+        """Also hand each :meth:`observe_histogram` value to ``listener``.
+
+        ``listener(name, value, label_names, label_values)`` runs in the caller's
+        thread (OpenTelemetry records every value so); one that raises is logged
+        and counted, never propagated.
+        """
+        self._histogram_listeners.append(listener)
 
     def _refuse_clash(self, name: str, kind: str) -> None:
         """Refuse a new family whose names a built-in family or another user family uses.

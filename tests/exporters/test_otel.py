@@ -54,6 +54,7 @@ def test_in_memory_reader_sees_semconv_histogram(collector: MetricsCollector) ->
             ("http.request.method", "GET"),
             ("http.response.status_code", 200),
             ("http.route", "/events/{event_id}"),
+            ("url.scheme", "http"),
         )
     ]
     assert get.count == 100
@@ -67,6 +68,7 @@ def test_in_memory_reader_sees_semconv_histogram(collector: MetricsCollector) ->
             ("http.request.method", "POST"),
             ("http.response.status_code", 503),
             ("http.route", "/orders"),
+            ("url.scheme", "http"),
         )
     ]
     assert err.count == 1
@@ -136,3 +138,55 @@ def test_bridge_in_a_periodic_loop_and_overflow(collector: MetricsCollector) -> 
     assert len(routes) == 3
     loop.shutdown()
     provider.shutdown()
+
+
+def test_user_counters_and_gauges_and_url_scheme(collector: MetricsCollector) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    collector.increment_counter("tickets_sold", {"event": "concert"}, 3)
+    OTelBridge(collector, provider, url_scheme="https")
+    # Defined after the bridge: they follow from the next collection on.
+    collector.increment_counter("tickets_sold", {"event": "talk"})
+    collector.set_gauge("queue_depth", 7, {"queue": "checkout"})
+    collector.observe("GET", "/events/{event_id}", 200, 0.01)
+    sold = {p.attributes["event"]: p.value for p in _points(reader, "tickets_sold")}
+    assert sold == {"concert": 3, "talk": 1}
+    [depth] = _points(reader, "queue_depth")
+    assert (dict(depth.attributes), depth.value) == ({"queue": "checkout"}, 7)
+    [duration] = _points(reader, "http.server.request.duration")
+    assert duration.attributes["url.scheme"] == "https"
+    # A counter stays cumulative: only what was added since is added again.
+    collector.increment_counter("tickets_sold", {"event": "concert"}, 2)
+    collector.set_gauge("queue_depth", 4, {"queue": "checkout"})
+    sold = {p.attributes["event"]: p.value for p in _points(reader, "tickets_sold")}
+    assert sold == {"concert": 5, "talk": 1}
+    assert [p.value for p in _points(reader, "queue_depth")] == [4]
+    provider.shutdown()
+
+
+def test_user_histograms_with_their_own_buckets(collector: MetricsCollector) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    OTelBridge(collector, provider)
+    collector.define_histogram("db_query_seconds", "", ("table",), buckets=(0.01, 0.1))
+    for v in (0.004, 0.05, 0.05, 2.0):
+        collector.observe_histogram("db_query_seconds", v, {"table": "events"})
+    collector.observe_histogram("db_query_seconds", 0.02, {"table": "orders"})
+    points = {p.attributes["table"]: p for p in _points(reader, "db_query_seconds")}
+    events = points["events"]
+    assert list(events.explicit_bounds) == [0.01, 0.1]
+    assert list(events.bucket_counts) == [1, 2, 1]
+    assert events.sum == pytest.approx(2.104)
+    assert (events.min, events.max) == (0.004, 2.0)
+    assert points["orders"].count == 1
+    # The same figures as eventmon's own exposition of it.
+    snap = collector.histograms()["db_query_seconds"]
+    assert snap.samples[("events",)][0] == tuple(events.bucket_counts)
+    provider.shutdown()
+
+
+def test_url_scheme_is_checked(collector: MetricsCollector) -> None:
+    from eventmon import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="url_scheme must be 'http' or 'https'"):
+        OTelBridge(collector, MeterProvider(), url_scheme="ftp")

@@ -3,8 +3,12 @@
 Every request eventmon observes is recorded, with the exact duration eventmon
 measured (seconds, not rounded), on the stable HTTP semantic-convention
 instrument ``http.server.request.duration`` with the attributes ``http.route``,
-``http.request.method``, ``http.response.status_code`` and, for 5xx,
-``error.type``; ``http.server.active_requests`` reports requests in progress.
+``http.request.method``, ``http.response.status_code``, ``url.scheme`` and,
+for 5xx, ``error.type``; ``http.server.active_requests`` reports requests in
+progress. Your counters, gauges and histograms (``increment_counter``,
+``set_gauge``, ``observe_histogram``) follow as OpenTelemetry counters, gauges
+and histograms of the same names (a histogram's own buckets advised), with
+their labels as attributes.
 Any reader then works: the Prometheus reader, OTLP, the in-memory reader.
 
 The request path is not touched: the collector hands each folded batch of
@@ -56,6 +60,9 @@ class OTelBridge:
         max_pending: observations buffered between two collections; past it the
             oldest are dropped and counted (``eventmon_internal_errors_total``).
         max_routes: distinct ``http.route`` values; others become ``__overflow__``.
+        url_scheme: the ``url.scheme`` attribute of every request: ``"http"``
+            (default) or ``"https"`` when this server itself terminates TLS
+            (eventmon does not keep the scheme per request).
     """
 
     def __init__(
@@ -65,9 +72,13 @@ class OTelBridge:
         *,
         max_pending: int = 1_000_000,
         max_routes: int = 1000,
+        url_scheme: str = "http",
     ) -> None:
         if max_pending < 1 or max_routes < 1:
             raise ConfigurationError("max_pending and max_routes must be whole numbers >= 1")
+        if url_scheme not in ("http", "https"):
+            raise ConfigurationError(f"url_scheme must be 'http' or 'https', got {url_scheme!r}")
+        self.url_scheme = url_scheme
         from opentelemetry import metrics
         from opentelemetry.metrics import CallbackOptions, Observation
 
@@ -94,6 +105,15 @@ class OTelBridge:
             unit="{request}",
             description="Number of active HTTP server requests.",
         )
+        self._meter = meter
+        # User counters and gauges, as synchronous instruments fed from the
+        # collector's totals when a reader collects: an observable instrument
+        # cannot be created while the SDK is collecting, a synchronous one can.
+        self._counters: dict[str, Any] = {}
+        self._counted: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._gauges: dict[str, Any] = {}
+        self._histograms: dict[str, Any] = {}
+        self._histogram_sets: dict[str, set[tuple[str, ...]]] = {}
         self.max_pending = max_pending
         self.max_routes = max_routes
         self.dropped = 0
@@ -103,6 +123,30 @@ class OTelBridge:
         self._drain_lock = threading.Lock()
         self._closed = False
         collector.add_fold_listener(self._on_batch)
+        collector.add_histogram_listener(self._on_histogram)
+
+    def _on_histogram(
+        self, name: str, value: float, label_names: tuple[str, ...], values: tuple[str, ...]
+    ) -> None:
+        # Each value as it is observed: OpenTelemetry aggregates it itself, exactly.
+        if self._closed:
+            return
+        hist = self._histograms.get(name)
+        if hist is None:
+            known = self.collector._histograms.get(name)
+            bounds = list(known[1]) if known is not None else None
+            hist = self._meter.create_histogram(
+                name, description=f"Histogram {name}.", explicit_bucket_boundaries_advisory=bounds
+            )
+            self._histograms[name] = hist
+        seen = self._histogram_sets.setdefault(name, set())
+        if values not in seen:
+            # The collector's label cap, so that no label value grows memory here either.
+            if len(seen) >= self.collector.max_label_sets:
+                values = tuple(OVERFLOW for _ in values)
+            else:
+                seen.add(values)
+        hist.record(value, dict(zip(label_names, values, strict=False)))
 
     def _on_batch(self, batch: list[tuple[Any, ...]]) -> None:
         # Runs under the collector's journal lock: only a deque extend.
@@ -124,6 +168,7 @@ class OTelBridge:
             attrs = {
                 "http.request.method": method if method in _KNOWN_METHODS else "_OTHER",
                 "http.response.status_code": status,
+                "url.scheme": self.url_scheme,
             }
             if endpoint != UNMATCHED:  # semconv: omit the route when none matched
                 if endpoint not in self._routes and len(self._routes) >= self.max_routes:
@@ -154,7 +199,36 @@ class OTelBridge:
                 method, endpoint, status, seconds, _ = pending.popleft()
                 record(seconds, attributes(method, endpoint, status))
                 n += 1
+            try:
+                self._user_metrics()
+            except Exception:
+                self.collector.internal_error("otel.user_metrics")
         return n
+
+    def _user_metrics(self) -> None:
+        """Bring the user counters and gauges up to the collector's values."""
+        c = self.collector
+        counted = self._counted
+        for name, per in c.counters().items():
+            counter = self._counters.get(name)
+            if counter is None:
+                counter = self._meter.create_counter(name, description=f"Counter {name}.")
+                self._counters[name] = counter
+            label_names = c.counter_labels(name)
+            for values, total in per.items():
+                key = (name, values)
+                delta = total - counted.get(key, 0.0)
+                if delta > 0:
+                    counter.add(delta, dict(zip(label_names, values, strict=False)))
+                    counted[key] = total
+        for name, per_g in c.gauges().items():
+            gauge = self._gauges.get(name)
+            if gauge is None:
+                gauge = self._meter.create_gauge(name, description=f"Gauge {name}.")
+                self._gauges[name] = gauge
+            label_names = c.gauge_labels(name)
+            for values, value in per_g.items():
+                gauge.set(value, dict(zip(label_names, values, strict=False)))
 
     # Exporter protocol: usable in a PeriodicExportLoop for push-style readers.
     def export(self, snapshot: ExportSnapshot) -> None:
