@@ -155,10 +155,13 @@ def _scaler(tmp: Path) -> Any:
 
 
 def _flask_client() -> Any:
+    from flask import Response
+
     from eventmon.flask import Eventmon
 
     app = flask_app()
-    app.add_url_rule("/x", "x", lambda: "ok")
+    app.add_url_rule("/events/<int:event_id>", "event", lambda event_id: "ok")
+    app.add_url_rule("/live", "live", lambda: Response(iter([b"a", b"b", b"c"])))  # streamed
     Eventmon(app)  # on the default collector, the page's `collector`
     return app.test_client()
 
@@ -326,6 +329,24 @@ def _check_dashboard(ns: dict[str, Any]) -> None:
     assert dash.scaling_provider() == []
 
 
+def _statuses(collector: Any) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for series in collector.series():
+        out.setdefault(series.endpoint, set()).add(series.status_code)
+    return out
+
+
+def _check_troubleshooting(ns: dict[str, Any]) -> None:
+    # the streamed response was counted with its real status, not as a 404 or a 499
+    assert _statuses(ns["collector"]) == {"/live": {"200"}}
+
+
+def _check_frameworks(ns: dict[str, Any]) -> None:
+    # the page's example test, run with a client of an app that has those routes
+    ns["test_request_counted"](_flask_client(), ns["collector"])
+    assert _statuses(ns["collector"]) == {"/events/<int:event_id>": {"200"}, "/live": {"200"}}
+
+
 def _check_forecasting(ns: dict[str, Any]) -> None:
     assert ns["scaler"].pre_scale_for_event("concert-42") == 13  # "-> 13" says the page
 
@@ -334,6 +355,8 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "docs/alerts.md": _check_alerts,
     "docs/dashboard.md": _check_dashboard,
     "docs/forecasting.md": _check_forecasting,
+    "docs/frameworks.md": _check_frameworks,
+    "docs/troubleshooting.md": _check_troubleshooting,
 }
 
 
