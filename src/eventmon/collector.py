@@ -36,6 +36,7 @@ from eventmon.core.journal import Journals, ThreadJournal
 from eventmon.core.process import ProcessStats
 from eventmon.core.registry import (
     OVERFLOW,
+    UNMATCHED,
     LabelPolicy,
     LabelSets,
     family_names,
@@ -395,6 +396,8 @@ class MetricsCollector:
             )
 
     def _on_slow(self, method: str, endpoint: str, status: int, seconds: float) -> None:
+        if type(endpoint) is not str:
+            endpoint = self._bad_endpoint(endpoint)
         self._slow.inc(self._slow_sets.admit((_method_label(method), endpoint)))
         self._hooks.submit(method, endpoint, status, seconds)
 
@@ -635,6 +638,12 @@ class MetricsCollector:
 
     def _new_series(self, method: str, endpoint: str, status: int) -> _Series:
         # The fold calls this for each key it has not seen: the label policy applies here.
+        if type(endpoint) is not str:
+            # Never stored under its own key: each such entry comes back here and counts.
+            endpoint = self._bad_endpoint(endpoint)
+            s = self._series.get((_method_label(method), endpoint, status))
+            if s is not None:
+                return s
         label = _method_label(method)
         if label != method:
             # A made-up method is never stored under its own key, so it cannot grow memory.
@@ -660,6 +669,15 @@ class MetricsCollector:
         s = _Series(label, endpoint, str(status), hist, len(self.bounds))
         self._series[key] = s
         return s
+
+    def _bad_endpoint(self, endpoint: object) -> str:
+        """The label for an endpoint that is not a string (an app's resolver returned a
+        route id, say): unmatched, counted, since a scrape could not write it."""
+        try:
+            raise TypeError(f"endpoint must be a str, got {type(endpoint).__name__} {endpoint!r}")
+        except TypeError:
+            self.internal_error("collector.labels")
+        return UNMATCHED
 
     def _overflow_hist(self) -> LatencyHistogram:
         hist = self._endpoint_hists.get(OVERFLOW)
