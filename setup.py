@@ -4,6 +4,8 @@
 skipped with a warning and eventmon runs its pure-Python fold instead.
 """
 
+import sys
+
 from setuptools import Extension, setup
 
 setup(
@@ -11,6 +13,8 @@ setup(
         Extension(
             "eventmon.core._speedups",
             ["src/eventmon/core/_speedups.c"],
+            # fmod() is libm's: say so rather than rely on the interpreter having loaded it.
+            libraries=[] if sys.platform == "win32" else ["m"],
             optional=True,
         )
     ]
