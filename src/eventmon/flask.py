@@ -100,8 +100,8 @@ class Eventmon:
         metrics_token: if set, the metrics page answers 401 unless the request
             carries ``Authorization: Bearer <metrics_token>``.
         exclude_paths: paths not recorded; an entry ending in ``*`` is a prefix.
-        exclude_patterns, exclude_methods, namespace, const_labels,
-        group_status_codes: as :class:`eventmon.wsgi.EventmonMiddleware`'s.
+        exclude_patterns, exclude_methods: as :class:`eventmon.wsgi.EventmonMiddleware`'s.
+        namespace, const_labels, group_status_codes: as the WSGI middleware's.
         unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
         dashboard: ``True`` (one on this collector at ``/eventmon/``) or an
             :class:`eventmon.dashboard.Dashboard`; off by default.
