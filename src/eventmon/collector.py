@@ -155,7 +155,20 @@ class MetricsCollector:
     ) -> None:
         if not isinstance(exemplars, bool):
             raise ConfigurationError(f"exemplars must be True or False, got {exemplars!r}")
-        bounds = tuple(float(b) for b in buckets)
+        if isinstance(buckets, (str, bytes)):
+            raise ConfigurationError(
+                f"buckets must be a list of seconds such as [0.1, 0.5, 1], got {buckets!r}"
+            )
+        try:
+            bounds = tuple(float(b) for b in buckets)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"buckets must be positive finite seconds, got {buckets!r}"
+            ) from None
+        if not callable(clock):
+            raise ConfigurationError(
+                f"clock must be callable, returning seconds (e.g. time.perf_counter), got {clock!r}"
+            )
         if not bounds or any(not math.isfinite(b) or b <= 0 for b in bounds):
             raise ConfigurationError(f"buckets must be positive finite seconds, got {buckets!r}")
         if any(a >= b for a, b in itertools.pairwise(bounds)):
