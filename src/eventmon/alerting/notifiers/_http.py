@@ -13,6 +13,7 @@ import json
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
@@ -39,6 +40,16 @@ def check_url(url: str, what: str) -> str:
         # Only the start: the rest of a mistyped webhook URL is still its secret.
         shown = repr(url[:12] + "…") if isinstance(url, str) and len(url) > 12 else repr(url)
         raise ConfigurationError(f"{what} must be an http:// or https:// URL, got {shown}")
+    netloc = urllib.parse.urlsplit(url).netloc
+    if "@" in netloc:
+        # urllib cannot send user:password@host (delivery would fail every time); the
+        # credentials are a secret, so none of the URL is shown.
+        raise ConfigurationError(
+            f"{what} must not carry credentials (user:password@host): send them in an"
+            " Authorization header instead (WebhookNotifier(headers=...))"
+        )
+    if not netloc:
+        raise ConfigurationError(f"{what} has no host: give the full URL, https://host/path")
     return url
 
 
