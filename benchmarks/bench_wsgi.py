@@ -162,10 +162,10 @@ def factories(include_peers: bool, diagnose: bool = False) -> dict[str, Callable
 
         return build
 
-    def instrumented(collector_class: Any = MetricsCollector) -> Callable[[], Any]:
+    def instrumented(collector_class: Any = MetricsCollector, **options: Any) -> Callable[[], Any]:
         def build() -> Any:
             a = make_app()
-            Eventmon(a, collector=collector_class(slow_hooks=()))
+            Eventmon(a, collector=collector_class(slow_hooks=()), **options)
             return a
 
         return build
@@ -186,6 +186,11 @@ def factories(include_peers: bool, diagnose: bool = False) -> dict[str, Callable
         out["diag: eventmon, collector stubbed"] = instrumented(kinds["stubbed"])
         out["diag: eventmon, journal never folded"] = instrumented(kinds["nofold"])
         out["diag: floor wrapper on the collector"] = floor
+        # Opt-in options that cost per request (docs/metrics.md quotes these).
+        out["opt: eventmon, size_metrics=True"] = instrumented(size_metrics=True)
+        out["opt: eventmon, exclude_patterns and methods"] = instrumented(
+            exclude_patterns=[r"^/internal/"], exclude_methods=["OPTIONS"]
+        )
     if include_peers:
         try:
             import prometheus_flask_exporter  # noqa: F401

@@ -44,6 +44,7 @@ class AdapterOptions:
     namespace: str = ""
     const_labels: tuple[tuple[str, str], ...] = ()
     group_status_codes: bool = False
+    size_metrics: bool = False
 
     @classmethod
     def build(
@@ -58,6 +59,7 @@ class AdapterOptions:
         namespace: str | None = None,
         const_labels: Mapping[str, str] | None = None,
         group_status_codes: bool = False,
+        size_metrics: bool = False,
         source: str = "",
     ) -> AdapterOptions:
         """Validate user settings; ``source`` names where they came from, for messages."""
@@ -77,10 +79,12 @@ class AdapterOptions:
                 raise ConfigurationError(
                     f"exclude_paths entries must start with '/', got {p!r}{where}"
                 )
-        if not isinstance(group_status_codes, bool):
-            raise ConfigurationError(
-                f"group_status_codes must be True or False, got {group_status_codes!r}{where}"
-            )
+        for name, flag in (
+            ("group_status_codes", group_status_codes),
+            ("size_metrics", size_metrics),
+        ):
+            if not isinstance(flag, bool):
+                raise ConfigurationError(f"{name} must be True or False, got {flag!r}{where}")
         return cls(
             metrics_path=metrics_path,
             exclude_exact=frozenset(p for p in excluded if not p.endswith("*")),
@@ -92,6 +96,7 @@ class AdapterOptions:
             namespace=_namespace(namespace, where),
             const_labels=_const_labels(const_labels, where),
             group_status_codes=group_status_codes,
+            size_metrics=size_metrics,
         )
 
     @property

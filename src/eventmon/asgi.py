@@ -113,6 +113,8 @@ class EventmonMiddleware:
             ``{"app_name": "tickets"}`` (no cost per request).
         group_status_codes: show ``status_code`` as ``2xx``, ``4xx``... on the
             metrics page (the collector keeps the codes).
+        size_metrics: also record request and response body sizes
+            (``http_request_size_bytes``, ``http_response_size_bytes``); off by default.
         unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
         endpoint_resolver: ``f(scope) -> str | None`` for apps without Starlette
             routing; ``None`` from it means unmatched.
@@ -138,6 +140,7 @@ class EventmonMiddleware:
         namespace: str | None = None,
         const_labels: Mapping[str, str] | None = None,
         group_status_codes: bool = False,
+        size_metrics: bool = False,
         unit: str = "s",
         endpoint_resolver: Callable[[Scope], str | None] | None = None,
         dashboard: Any = None,
@@ -153,6 +156,7 @@ class EventmonMiddleware:
             namespace=namespace,
             const_labels=const_labels,
             group_status_codes=group_status_codes,
+            size_metrics=size_metrics,
             unit=unit,
             metrics_token=metrics_token,
         )
@@ -173,6 +177,7 @@ class EventmonMiddleware:
         self._exact = options.exclude_exact
         self._prefixes = options.exclude_prefixes
         self._filtered = options.filters
+        self._sized = options.size_metrics
         self._templates: dict[int, tuple[Any, str]] = {}
         self._root: Any = None
         self._dashboard: Any = None
@@ -214,10 +219,14 @@ class EventmonMiddleware:
         status = 0
         done = False
         disconnected = False
+        sized = self._sized
+        received = sent = 0
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, done
+            nonlocal status, done, sent
             kind = message["type"]
+            if sized and kind == "http.response.body":
+                sent += len(message.get("body", b""))
             if kind == "http.response.start":
                 status = message["status"]
             elif kind == "http.response.body" and not message.get("more_body", False):
@@ -225,14 +234,18 @@ class EventmonMiddleware:
                 if not done:
                     done = True
                     self._finish(token, scope, status, start)
+                    if sized:
+                        self._sizes(scope, status, received, sent)
                 return
             await send(message)
 
         async def receive_wrapper() -> Message:
-            nonlocal disconnected
+            nonlocal disconnected, received
             message = await receive()
             if message["type"] == "http.disconnect":
                 disconnected = True
+            elif sized:
+                received += len(message.get("body", b""))
             return message
 
         try:
@@ -249,7 +262,10 @@ class EventmonMiddleware:
                 done = True
                 # A cancelled task or a failed write means the client went away.
                 client_gone = disconnected or isinstance(exc, (OSError, asyncio.CancelledError))
-                self._finish(token, scope, CLIENT_CLOSED if client_gone else 500, start)
+                code = CLIENT_CLOSED if client_gone else 500
+                self._finish(token, scope, code, start)
+                if sized:
+                    self._sizes(scope, code, received, sent)
             raise
         else:
             if not done:
@@ -257,6 +273,20 @@ class EventmonMiddleware:
                 # away, or the server will answer 500 on the app's behalf.
                 status = CLIENT_CLOSED if disconnected else (status or 500)
                 self._finish(token, scope, status, start)
+                if sized:
+                    self._sizes(scope, status, received, sent)
+
+    def _sizes(self, scope: Scope, status: int, received: int, sent: int) -> None:
+        """Record body sizes (``size_metrics=True``): Content-Length, else the bytes read."""
+        try:
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length":
+                    received = max(int(value), 0)
+                    break
+            method = scope.get("method", FALLBACK_METHOD)
+            self.collector.sizes.observe(method, self._endpoint(scope), status, received, sent)
+        except Exception:
+            self.collector.internal_error("asgi.sizes")
 
     def _skipped(self, scope: Scope) -> bool:
         """Excluded by method or pattern (asked only when some are configured)."""

@@ -45,6 +45,7 @@ from eventmon.core.registry import (
     validate_label_name,
     validate_metric_name,
 )
+from eventmon.core.sizes import SizeHistograms
 from eventmon.core.user_histograms import (
     HistogramSnapshot,
     UserHistograms,
@@ -229,6 +230,8 @@ class MetricsCollector:
         self._errors = Counter()  # internal faults by place
         self._error_sets = self.label_policy.metric("eventmon_internal_errors_total", 1)
         self._error_log_budget: dict[str, int] = {}
+        #: Request and response body sizes, written by adapters with ``size_metrics=True``.
+        self.sizes = SizeHistograms(self.label_policy)
         self._process = ProcessStats()
         hooks = [log_slow_request] if slow_hooks is None else list(slow_hooks)
         self._hooks = SlowRequestDispatcher(hooks, on_error=self.record_internal_error)
@@ -825,6 +828,10 @@ class MetricsCollector:
     def slow_requests(self) -> dict[tuple[str, str], int]:
         """Slow requests by (method, endpoint)."""
         return {k: int(v) for k, v in self._slow.items().items()}  # type: ignore[misc]
+
+    def size_histograms(self) -> dict[int, dict[tuple[str, ...], tuple[list[int], float]]]:
+        """Body sizes (:class:`~eventmon.core.sizes.SizeHistograms`): 0 request, 1 response."""
+        return self.sizes.snapshot()
 
     def internal_errors(self) -> dict[str, int]:
         """Faults inside eventmon, by place."""

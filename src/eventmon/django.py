@@ -20,7 +20,7 @@ import path), ``metrics_path`` (default ``"/metrics"``; ``None`` to serve the
 page with :func:`metrics_view` from ``urls.py`` instead, or not at all),
 ``metrics_token`` (a bearer token the metrics page, or the view, requires), ``exclude_paths``,
 ``exclude_patterns``, ``exclude_methods``, ``namespace``, ``const_labels``,
-``group_status_codes`` (as the WSGI middleware's arguments), ``unit``,
+``group_status_codes``, ``size_metrics`` (as the WSGI middleware's arguments), ``unit``,
 ``dashboard`` (``True``, or a :class:`eventmon.dashboard.Dashboard` or its dotted
 path: the built-in dashboard, served by the middleware under its prefix and not
 recorded), ``dashboard_token`` (with ``dashboard: True``) and
@@ -59,6 +59,7 @@ _KEYS = frozenset(
         "namespace",
         "const_labels",
         "group_status_codes",
+        "size_metrics",
         "unit",
         "dashboard",
         "dashboard_token",
@@ -100,6 +101,7 @@ def _settings() -> tuple[MetricsCollector, AdapterOptions]:
         namespace=raw.get("namespace"),
         const_labels=raw.get("const_labels"),
         group_status_codes=raw.get("group_status_codes", False),
+        size_metrics=raw.get("size_metrics", False),
         unit=raw.get("unit", "s"),
         source="settings.EVENTMON",
     )
@@ -178,6 +180,7 @@ class EventmonMiddleware:
         self._exact = self.options.exclude_exact
         self._prefixes = self.options.exclude_prefixes
         self._filtered = self.options.filters
+        self._sized = self.options.size_metrics
         self._routes: dict[str, str] = {}
         self._dashboard = _dashboard(self.collector)
         if self.collector.exemplars:
@@ -213,6 +216,8 @@ class EventmonMiddleware:
             raise
         if response.streaming:
             self._time_stream(token, request, response, start)
+        elif self._sized:
+            self._finish(token, request, response.status_code, start, len(response.content))
         else:
             self._finish(token, request, response.status_code, start)
         return response
@@ -243,6 +248,8 @@ class EventmonMiddleware:
             raise
         if response.streaming:
             self._time_stream(token, request, response, start)
+        elif self._sized:
+            self._finish(token, request, response.status_code, start, len(response.content))
         else:
             self._finish(token, request, response.status_code, start)
         return response
@@ -264,6 +271,8 @@ class EventmonMiddleware:
             if closers is not None:
                 closers.append(stream.closed)
                 if getattr(response, "file_to_stream", None) is not None:
+                    if stream.sent is not None:
+                        stream.sent = _length(response.get("Content-Length"))
                     # A FileResponse: leave it whole, so that a WSGI server can still
                     # sendfile() it; it is timed until the server closes it.
                     return
@@ -274,7 +283,9 @@ class EventmonMiddleware:
             self.collector.internal_error("django.stream")
             stream.finish(stream.status)  # once, even if a closer was registered
 
-    def _finish(self, token: Any, request: Any, status: int, start: float) -> None:
+    def _finish(
+        self, token: Any, request: Any, status: int, start: float, sent: int | None = None
+    ) -> None:
         # Called once per request, and ends it whatever fails: a fault finding the
         # route leaves the fallback labels (counted under django.endpoint); a fault
         # while recording is counted under django.observe. Neither reaches the app.
@@ -291,6 +302,9 @@ class EventmonMiddleware:
         finally:
             try:
                 self.collector.end(token, method, endpoint, status, start)
+                if sent is not None:  # size_metrics=True
+                    received = _length(request.META.get("CONTENT_LENGTH"))
+                    self.collector.sizes.observe(method, endpoint, status, received, sent)
             except Exception:
                 self.collector.internal_error("django.observe")
 
@@ -328,10 +342,26 @@ def _note_trace(get_response: Callable[[Any], Any], is_async: bool) -> Callable[
     return traced
 
 
+def _length(value: str | None) -> int:
+    try:
+        return max(int(value or 0), 0)
+    except ValueError:
+        return 0
+
+
 class _Stream:
     """A streaming response in flight: recorded at its last chunk, or when closed."""
 
-    __slots__ = ("done", "middleware", "request", "start", "started", "status", "token")
+    __slots__ = (
+        "done",
+        "middleware",
+        "request",
+        "sent",
+        "start",
+        "started",
+        "status",
+        "token",
+    )
 
     def __init__(
         self, middleware: EventmonMiddleware, token: Any, request: Any, start: float, status: int
@@ -343,11 +373,13 @@ class _Stream:
         self.status = status
         self.started = False
         self.done = False
+        #: Body bytes sent, counted with size_metrics=True (else None).
+        self.sent: int | None = 0 if middleware._sized else None
 
     def finish(self, status: int) -> None:
         if not self.done:
             self.done = True
-            self.middleware._finish(self.token, self.request, status, self.start)
+            self.middleware._finish(self.token, self.request, status, self.start, self.sent)
 
     def closed(self) -> None:
         # Closed after iteration began but before it ended: the client went away.
@@ -357,7 +389,12 @@ class _Stream:
 def _timed_sync(stream: _Stream, content: Iterable[bytes]) -> Iterator[bytes]:
     stream.started = True
     try:
-        yield from content
+        if stream.sent is None:
+            yield from content
+        else:
+            for chunk in content:
+                stream.sent += len(chunk)
+                yield chunk
     except GeneratorExit:
         stream.finish(CLIENT_CLOSED)
         raise
@@ -371,6 +408,8 @@ async def _timed_async(stream: _Stream, content: Any) -> AsyncIterator[bytes]:
     stream.started = True
     try:
         async for chunk in content:
+            if stream.sent is not None:
+                stream.sent += len(chunk)
             yield chunk
     except (GeneratorExit, asyncio.CancelledError):
         stream.finish(CLIENT_CLOSED)

@@ -17,7 +17,7 @@ Options come from the keyword arguments, else from ``app.config``:
 ``EVENTMON_METRICS_TOKEN`` (a bearer token the metrics page requires),
 ``EVENTMON_EXCLUDE_PATHS``, ``EVENTMON_EXCLUDE_PATTERNS``, ``EVENTMON_EXCLUDE_METHODS``,
 ``EVENTMON_NAMESPACE``, ``EVENTMON_CONST_LABELS``, ``EVENTMON_GROUP_STATUS_CODES``,
-``EVENTMON_UNIT``, ``EVENTMON_COLLECTOR`` and
+``EVENTMON_SIZE_METRICS``, ``EVENTMON_UNIT``, ``EVENTMON_COLLECTOR`` and
 ``EVENTMON_DASHBOARD`` (``True`` or an :class:`eventmon.dashboard.Dashboard`:
 the built-in dashboard, served under its prefix and not recorded).
 """
@@ -47,6 +47,7 @@ _CONFIG_KEYS = {
     "EVENTMON_NAMESPACE": "namespace",
     "EVENTMON_CONST_LABELS": "const_labels",
     "EVENTMON_GROUP_STATUS_CODES": "group_status_codes",
+    "EVENTMON_SIZE_METRICS": "size_metrics",
     "EVENTMON_UNIT": "unit",
     "EVENTMON_COLLECTOR": "collector",
     "EVENTMON_DASHBOARD": "dashboard",
@@ -102,6 +103,7 @@ class Eventmon:
         exclude_paths: paths not recorded; an entry ending in ``*`` is a prefix.
         exclude_patterns, exclude_methods: as :class:`eventmon.wsgi.EventmonMiddleware`'s.
         namespace, const_labels, group_status_codes: as the WSGI middleware's.
+        size_metrics: as the WSGI middleware's (body size histograms).
         unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
         dashboard: ``True`` (one on this collector at ``/eventmon/``) or an
             :class:`eventmon.dashboard.Dashboard`; off by default.
@@ -120,6 +122,7 @@ class Eventmon:
         namespace: str | None = _UNSET,
         const_labels: Mapping[str, str] | None = _UNSET,
         group_status_codes: bool = _UNSET,
+        size_metrics: bool = _UNSET,
         unit: str = _UNSET,
         dashboard: Any = _UNSET,
     ) -> None:
@@ -135,6 +138,7 @@ class Eventmon:
                 ("namespace", namespace),
                 ("const_labels", const_labels),
                 ("group_status_codes", group_status_codes),
+                ("size_metrics", size_metrics),
                 ("unit", unit),
                 ("dashboard", dashboard),
             )

@@ -77,6 +77,8 @@ class EventmonMiddleware:
             ``{"app_name": "tickets"}`` (no cost per request).
         group_status_codes: show ``status_code`` as ``2xx``, ``4xx``... on the
             metrics page (the collector keeps the codes).
+        size_metrics: also record request and response body sizes
+            (``http_request_size_bytes``, ``http_response_size_bytes``); off by default.
         unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
         endpoint_resolver: ``f(environ) -> str | None``, called after the app
             ran, for apps that do not set ``environ["eventmon.endpoint"]``;
@@ -103,6 +105,7 @@ class EventmonMiddleware:
         namespace: str | None = None,
         const_labels: Mapping[str, str] | None = None,
         group_status_codes: bool = False,
+        size_metrics: bool = False,
         unit: str = "s",
         endpoint_resolver: Callable[[WSGIEnviron], str | None] | None = None,
         dashboard: Any = None,
@@ -118,6 +121,7 @@ class EventmonMiddleware:
             namespace=namespace,
             const_labels=const_labels,
             group_status_codes=group_status_codes,
+            size_metrics=size_metrics,
             unit=unit,
             metrics_token=metrics_token,
         )
@@ -152,9 +156,10 @@ class EventmonMiddleware:
         self._watch = tuple(watch)
         self._pattern = options.exclude_pattern
         self._methods = options.exclude_methods
-        if options.filters:
-            # Patterns and methods need a look at every request: only when configured,
-            # so the default path keeps its one startswith().
+        self._sized = options.size_metrics
+        if options.filters or self._sized:
+            # Patterns, methods and sizes need a look at every request: only when
+            # configured, so the default path keeps its one startswith().
             self._watch = ("",)
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
@@ -210,7 +215,36 @@ class EventmonMiddleware:
             or (self._pattern is not None and self._pattern.search(path) is not None)
         ):
             return self.app
-        return None
+        return self._call_sized if self._sized else None
+
+    def _call_sized(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        """An instrumented request that also records body sizes (``size_metrics=True``)."""
+        collector = self.collector
+        try:
+            start = collector.clock()
+            token = collector.begin()
+        except Exception:
+            collector.internal_error("wsgi.begin")
+            return self.app(environ, start_response)
+        response = _new(_CountingResponse)
+        response.mw = self
+        response.environ = environ
+        response._start_response = start_response
+        response.token = token
+        response.start = start
+        response.left = -1
+        response.sent = 0
+        try:
+            body = self.app(environ, response.start_response)
+        except BaseException:
+            response.finish(500)
+            raise
+        response.body = body
+        if hasattr(body.__class__, "__len__"):
+            response.__class__ = _CountingSizedResponse
+        if body.__class__ is environ.get("wsgi.file_wrapper"):
+            return _keep_file_wrapper(response, body)
+        return response
 
     def _serve_metrics(
         self, environ: WSGIEnviron, start_response: StartResponse
@@ -422,8 +456,95 @@ class _Response:
             # Also when a BaseException is on its way out: the request must end.
             try:
                 mw.collector.end(token, method, endpoint, status, self.start)
+                if self.sized:
+                    self._record_sizes(method, endpoint, status)
             except Exception:
                 mw.collector.internal_error("wsgi.observe")
+
+    sized = False
+
+    def _record_sizes(self, method: str, endpoint: str, status: int) -> None:
+        raise NotImplementedError  # only _CountingResponse records sizes
+
+
+class _CountingResponse(_Response):
+    """A response that also counts body bytes; used only with ``size_metrics=True``.
+
+    The request size is its ``Content-Length`` (a chunked upload without one counts
+    as 0); the response size is the bytes the body yielded, or its ``Content-Length``
+    when the server sends a file wrapper itself.
+    """
+
+    __slots__ = ("length", "sent")
+
+    sized = True
+    sent: int
+    length: int
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo = None
+    ) -> Callable[[bytes], object]:
+        for name, value in headers:
+            if name.lower() == "content-length":
+                self.length = _int(value)
+        write = super().start_response(status, headers, exc_info)
+
+        def counted_write(data: bytes) -> object:
+            self.sent += len(data)
+            return write(data)
+
+        return counted_write
+
+    def __iter__(self) -> Iterator[bytes]:
+        # Counted before the base class sees a chunk: it may record the request
+        # when the chunk completes the declared Content-Length.
+        self.body = _Counted(self, self.body)
+        return super().__iter__()
+
+    def _record_sizes(self, method: str, endpoint: str, status: int) -> None:
+        sent = self.sent
+        if not sent and isinstance(self.body, _FileClose):
+            sent = getattr(self, "length", 0)
+        received = _int(self.environ.get("CONTENT_LENGTH") or "0")
+        self.mw.collector.sizes.observe(method, endpoint, status, received, sent)
+
+
+class _Counted:
+    """A body whose chunks add to their response's ``sent``; other attributes pass through."""
+
+    __slots__ = ("body", "response")
+
+    def __init__(self, response: _CountingResponse, body: Iterable[bytes]) -> None:
+        self.response = response
+        self.body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        response = self.response
+        for chunk in self.body:
+            response.sent += len(chunk)
+            yield chunk
+
+    def __len__(self) -> int:
+        return len(self.body)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.body, name)  # close(), as the server calls it
+
+
+class _CountingSizedResponse(_CountingResponse):
+    """A counting response whose body has a length (see :class:`_SizedResponse`)."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self.body)  # type: ignore[arg-type]
+
+
+def _int(text: str) -> int:
+    try:
+        return max(int(text), 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 class _SizedResponse(_Response):

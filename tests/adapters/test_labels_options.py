@@ -117,3 +117,84 @@ def test_a_series_label_wins_over_a_const_label_of_the_same_name() -> None:
     (sample,) = families["tenant_logins"].samples
     assert sample.labels == {"app_name": "inner"}
     c.shutdown()
+
+
+# ------------------------------------------------------------- issue 13, item 2
+
+
+def _send_body(h: Any, path: str, body: bytes) -> None:
+    """A GET with a body, through the framework's own test client."""
+    from adapters.conftest import ASGIHarness, DjangoHarness, WerkzeugHarness
+
+    if isinstance(h, ASGIHarness):
+        h.loop.run_until_complete(h.client.request("GET", path, content=body))
+    elif isinstance(h, WerkzeugHarness):
+        r = h.client.open(path, method="GET", data=body)
+        r.get_data()  # read to the end, as a server would, before closing
+        r.close()
+    else:
+        assert isinstance(h, DjangoHarness)
+        call = h.client.generic("GET", path, data=body, content_type="application/octet-stream")
+        r = h.loop.run_until_complete(call) if h.is_async else call
+        if r.streaming:
+            b"".join(r.streaming_content)
+
+
+def _histograms(text: str, name: str) -> dict[tuple[str, str], dict[str, float]]:
+    """(endpoint, status_code) -> {"sum", "count", le...} of one histogram family."""
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != name:
+            continue
+        for s in family.samples:
+            row = out.setdefault((s.labels["endpoint"], s.labels["status_code"]), {})
+            if s.name.endswith("_bucket"):
+                row[s.labels["le"]] = s.value
+            else:
+                row[s.name.rsplit("_", 1)[1]] = s.value
+    return out
+
+
+def test_size_metrics_are_off_by_default(make: Any) -> None:
+    h = make()
+    assert h.request("/events/1").status == 200
+    assert "size_bytes" not in _page(h)
+
+
+def test_size_metrics_count_request_and_response_bodies(make: Any) -> None:
+    h = make(size_metrics=True)
+    _send_body(h, "/events/1", b"x" * 150)
+    assert h.request("/events/2").status == 200  # "event 2": 7 bytes
+    assert h.request("/stream").status == 200  # three one-byte chunks
+    text = _page(h)
+    t = h.templates
+    requests = _histograms(text, "http_request_size_bytes")
+    responses = _histograms(text, "http_response_size_bytes")
+    assert requests[(t["event"], "200")]["sum"] == 150
+    assert requests[(t["event"], "200")]["count"] == 2
+    assert requests[(t["event"], "200")]["100.0"] == 1  # the bodiless one
+    assert requests[(t["event"], "200")]["1000.0"] == 2
+    assert responses[(t["event"], "200")]["sum"] == 14
+    assert responses[(t["event"], "200")]["100.0"] == 2
+    assert responses[(t["stream"], "200")]["sum"] == 3
+    assert responses[(t["stream"], "200")]["+Inf"] == 1
+    promtool = require_binary("promtool")
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_size_metrics_follow_namespace_and_status_groups(make: Any) -> None:
+    h = make(size_metrics=True, namespace="tickets", group_status_codes=True)
+    h.request("/status/200")
+    h.request("/status/201")
+    text = _page(h)
+    grouped = _histograms(text, "tickets_http_response_size_bytes")
+    assert grouped[(h.templates["status"], "2xx")]["count"] == 2
+    assert "\nhttp_response_size_bytes" not in text
+
+
+def test_size_metrics_must_be_a_bool(make: Any) -> None:
+    with pytest.raises(ConfigurationError, match="size_metrics must be True or False"):
+        make(size_metrics="yes").request("/events/1")

@@ -322,3 +322,52 @@ def test_an_interrupt_while_recording_a_failure_wins_and_keeps_the_cause(
     with pytest.raises(KeyboardInterrupt) as caught:
         list(body)
     assert isinstance(caught.value.__context__, ValueError)
+
+
+def test_size_metrics_count_a_file_wrapper_by_its_content_length(collector: Any) -> None:
+    f = io.BytesIO(b"file contents")
+
+    def app(env: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Length", "13")])
+        return env["wsgi.file_wrapper"](f)
+
+    mw = EventmonMiddleware(app, collector=collector, size_metrics=True)
+    body = mw(environ(**{"wsgi.file_wrapper": FileWrapper}), lambda *a: None)
+    assert type(body) is FileWrapper  # still the server's to sendfile()
+    body.close()
+    assert collector.size_histograms()[1] == {
+        ("GET", UNMATCHED, "200"): ([1, 0, 0, 0, 0, 0, 0], 13.0)
+    }
+
+
+def test_size_metrics_count_write_and_iterated_bytes_under_wsgiref(collector: Any) -> None:
+    """A real server (wsgiref on 127.0.0.1): bytes from write() and from the iterable."""
+    import threading
+    import urllib.request
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    def app(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"x" * 1000)  # the legacy write() callable
+        env["wsgi.input"].read(int(env.get("CONTENT_LENGTH") or 0))
+        return [b"y" * 500]
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    mw = EventmonMiddleware(app, collector=collector, size_metrics=True)
+    server = make_server("127.0.0.1", 0, mw, handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/upload"
+        with urllib.request.urlopen(url, data=b"z" * 20_000, timeout=10) as r:
+            assert len(r.read()) == 1500
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert collector.size_histograms() == {
+        0: {("POST", UNMATCHED, "200"): ([0, 0, 0, 1, 0, 0, 0], 20_000.0)},
+        1: {("POST", UNMATCHED, "200"): ([0, 0, 1, 0, 0, 0, 0], 1500.0)},
+    }

@@ -71,6 +71,8 @@ BUILTIN_FAMILIES: tuple[tuple[str, str], ...] = (
     ("http_request_duration_hdr_seconds", "summary"),
     ("http_request_duration_hdr_ms", "summary"),
     ("http_requests_in_progress", "gauge"),
+    ("http_request_size_bytes", "histogram"),
+    ("http_response_size_bytes", "histogram"),
     ("http_slow_requests_total", "counter"),
     ("eventmon_internal_errors_total", "counter"),
     ("eventmon_build", "info"),  # eventmon_build_info, a gauge in text 0.0.4

@@ -155,6 +155,28 @@ def render(
     return combine(body, registry, openmetrics=openmetrics, collected=collected)
 
 
+_SIZE_HELP = (
+    ("http_request_size_bytes", "HTTP request body size in bytes (Content-Length)."),
+    ("http_response_size_bytes", "HTTP response body size in bytes, as sent."),
+)
+
+
+def _size_families(
+    add: Any, family: Any, sizes: Mapping[int, Mapping[tuple[str, ...], tuple[list[int], float]]]
+) -> None:
+    from eventmon.core.sizes import SIZE_BUCKETS
+
+    les = [repr(b) for b in SIZE_BUCKETS] + ["+Inf"]
+    for kind, (name, help_text) in enumerate(_SIZE_HELP):
+        family(name, "histogram", help_text)
+        for values, (counts, total) in sorted(sizes[kind].items()):
+            lbl = request_labels(*values)
+            for le, c in zip(les, accumulate(counts), strict=True):
+                add(f'{name}_bucket{{{lbl},le="{le}"}} {c}\n')
+            add(f"{name}_sum{{{lbl}}} {_num(total)}\n")
+            add(f"{name}_count{{{lbl}}} {sum(counts)}\n")
+
+
 def _status_class(status: str) -> str:
     return status[0] + "xx" if len(status) == 3 and status.isdigit() else status
 
@@ -193,6 +215,24 @@ class _GroupedStatus:
                     buckets,
                 )
         return list(merged.values())
+
+    def size_histograms(self) -> dict[int, dict[tuple[str, ...], tuple[list[int], float]]]:
+        sizes_of = getattr(self._view, "size_histograms", None)
+        out: dict[int, dict[tuple[str, ...], tuple[list[int], float]]] = {0: {}, 1: {}}
+        if sizes_of is None:
+            return out
+        for kind, per in sizes_of().items():
+            for (method, endpoint, status), (counts, total) in per.items():
+                key = (method, endpoint, _status_class(status))
+                had = out[kind].get(key)
+                if had is None:
+                    out[kind][key] = (list(counts), total)
+                else:
+                    out[kind][key] = (
+                        [a + b for a, b in zip(had[0], counts, strict=True)],
+                        had[1] + total,
+                    )
+        return out
 
 
 def _decorate(text: bytes, namespace: str, const_labels: Sequence[tuple[str, str]]) -> bytes:
@@ -280,6 +320,11 @@ def render_families(
         add(f'{hist_name}_bucket{{{s.labels},le="+Inf"}} {cumulative[-1]}\n')
         add(f"{hist_name}_sum{{{s.labels}}} {_num(s.sum * scale)}\n")
         add(f"{hist_name}_count{{{s.labels}}} {s.count}\n")
+
+    sizes_of = getattr(collector, "size_histograms", None)
+    sizes = sizes_of() if sizes_of is not None else None
+    if sizes is not None and (sizes[0] or sizes[1]):
+        _size_families(add, family, sizes)
 
     # HDR percentiles per endpoint, as a summary: precomputed quantiles are what the
     # summary type is for, and promtool rejects a "quantile" label on a gauge.

@@ -1,0 +1,63 @@
+"""Request and response body sizes: two histograms by method, endpoint and status.
+
+Opt-in (``size_metrics=True`` on an adapter): a request then costs a few dict
+updates in this thread's own cells (:class:`~eventmon.core.counter.Counter`, no
+lock); bucket counts and sums are added up when the page is rendered. The label
+sets are capped by the collector's :class:`~eventmon.core.registry.LabelPolicy`.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+from eventmon.core.counter import Counter
+from eventmon.core.registry import LabelPolicy
+
+__all__ = ["REQUEST_SIZE", "RESPONSE_SIZE", "SIZE_BUCKETS", "SizeHistograms"]
+
+#: Bucket upper bounds in bytes: 100 B, 1 kB, 10 kB, 100 kB, 1 MB, 10 MB (+Inf added).
+SIZE_BUCKETS: tuple[float, ...] = (100.0, 1e3, 1e4, 1e5, 1e6, 1e7)
+REQUEST_SIZE = "http_request_size_bytes"
+RESPONSE_SIZE = "http_response_size_bytes"
+
+_method_label = LabelPolicy.method
+
+
+class SizeHistograms:
+    """Byte sizes of request and response bodies per (method, endpoint, status)."""
+
+    __slots__ = ("_cells", "_sets")
+
+    def __init__(self, policy: LabelPolicy) -> None:
+        self._cells = Counter()
+        self._sets = policy.metric(REQUEST_SIZE, 3)
+
+    def observe(
+        self, method: str, endpoint: str, status: int, request_bytes: int, response_bytes: int
+    ) -> None:
+        """Record one request's body sizes (negative sizes count as 0)."""
+        key = self._sets.admit((_method_label(method), endpoint, str(status)))
+        request_bytes = max(request_bytes, 0)
+        response_bytes = max(response_bytes, 0)
+        inc = self._cells.inc
+        # Keys: (label values, 0 request / 1 response, bucket index or -1 for the sum).
+        inc((key, 0, bisect_left(SIZE_BUCKETS, request_bytes)))
+        inc((key, 0, -1), request_bytes)
+        inc((key, 1, bisect_left(SIZE_BUCKETS, response_bytes)))
+        inc((key, 1, -1), response_bytes)
+
+    def snapshot(self) -> dict[int, dict[tuple[str, ...], tuple[list[int], float]]]:
+        """Per kind (0 request, 1 response): label values -> (counts per bound and +Inf, sum)."""
+        out: dict[int, dict[tuple[str, ...], tuple[list[int], float]]] = {0: {}, 1: {}}
+        width = len(SIZE_BUCKETS) + 1
+        for entry, v in self._cells.items().items():
+            key: tuple[str, ...] = entry[0]  # type: ignore[index]
+            kind: int = entry[1]  # type: ignore[index]
+            slot: int = entry[2]  # type: ignore[index]
+            counts, total = out[kind].get(key) or ([0] * width, 0.0)
+            if slot == -1:
+                total += v
+            else:
+                counts[slot] += int(v)
+            out[kind][key] = (counts, total)
+        return out
