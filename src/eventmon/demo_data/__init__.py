@@ -1,0 +1,3 @@
+"""Data files of the demo (JSON); no code."""
+
+__all__: list[str] = []
