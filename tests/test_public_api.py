@@ -183,6 +183,7 @@ PUBLIC_MODULES = [
             "validate_metric_name",
         ],
     ),
+    ("eventmon.core.sizes", ["REQUEST_SIZE", "RESPONSE_SIZE", "SIZE_BUCKETS", "SizeHistograms"]),
     (
         "eventmon.core.user_histograms",
         ["HistogramSnapshot", "UserHistograms", "check_histogram_bounds"],
