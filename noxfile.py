@@ -20,21 +20,34 @@ nox.options.sessions = ["lint", "typecheck", "tests", "docs", "wheels"]
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 PRIMARY = "3.11"
+# The tests that run the C code and the Python reference side by side.
+DIFFERENTIAL = [
+    "tests/core/test_fold.py",
+    "tests/core/test_recorder.py",
+    "tests/adapters/test_wsgi.py",
+    "tests/adapters/test_wsgi_twins.py",
+]
 
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The whole suite on the primary interpreter; all but real-server tests on the others.
 
-    The oldest interpreter runs on the pure-Python fold (``EVENTMON_PURE_PYTHON``), so
-    the fallback used where no C compiler was at hand stays tested.
+    The oldest interpreter runs on the pure-Python code (``EVENTMON_PURE_PYTHON``), so
+    the fallback used where no C compiler was at hand stays tested; it then also runs
+    the differential tests with the extension, so that every interpreter checks the C
+    code against the Python reference (they compare both in one run).
     """
     session.install("-e", ".[dev]")
     args = list(session.posargs)
     if session.python != PRIMARY and not args:
         args = ["-m", "not slow"]
-    env = {"EVENTMON_PURE_PYTHON": "1"} if session.python == PYTHONS[0] else {}
-    session.run("pytest", *args, env=env)
+    if session.python != PYTHONS[0]:
+        session.run("pytest", *args)
+        return
+    session.run("pytest", *args, env={"EVENTMON_PURE_PYTHON": "1"})
+    if not session.posargs:
+        session.run("pytest", *DIFFERENTIAL)
 
 
 @nox.session(python=PRIMARY)

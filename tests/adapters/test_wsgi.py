@@ -11,8 +11,29 @@ from werkzeug.test import Client
 from werkzeug.wsgi import FileWrapper
 
 from eventmon import ConfigurationError, MetricsCollector
+from eventmon import wsgi as wsgi_module
+from eventmon.core._native import speedups
 from eventmon.core.registry import UNMATCHED
 from eventmon.wsgi import ENDPOINT_KEY, EventmonMiddleware
+
+# Every test here runs on each response implementation in the same run: the Python
+# reference (eventmon.wsgi._Response) and, when the extension is built, its C twin.
+RESPONSES = [
+    "python",
+    pytest.param(
+        "c", marks=pytest.mark.skipif(speedups is None, reason="the C accelerator is not in use")
+    ),
+]
+
+
+@pytest.fixture(autouse=True, params=RESPONSES)
+def response_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Selects the WSGI response implementation the middleware builds."""
+    if request.param == "python":
+        monkeypatch.setattr(wsgi_module, "_native_response", None)
+    else:
+        assert wsgi_module._native_response is not None
+    return str(request.param)
 
 
 def environ(path: str = "/x", method: str = "GET", **extra: Any) -> dict[str, Any]:
