@@ -348,3 +348,75 @@ def test_cli_export_and_check(tmp_path: Path, capsys) -> None:
     rules.write_text("rules:\n  - name: c\n    condition: orders > 1\n")
     assert main(["rules", "check", str(rules)]) == 2
     assert main(["rules", "check", str(rules), "--declare", "orders"]) == 0
+
+
+@pytest.mark.slow
+def test_the_first_db_error_fires_in_prometheus_once_declared_at_start_up(
+    tmp_path: Path,
+) -> None:
+    """Declared at 0 at start-up (as docs/alerts.md says), the first error fires in Prometheus.
+
+    The input series are read off eventmon's own exposition: the page after the
+    start-up declaration, then the page after one ``count_db_connection_error``. A
+    counter that first appears at 1 has no increase in Prometheus, which is why the
+    declaration (done for you by AlertEngine, the Django app and instrument_sqlalchemy)
+    matters when the app counts by hand.
+    """
+    from eventmon import MetricsCollector
+    from eventmon.alerting import count_db_connection_error
+    from eventmon.exporters.prometheus import render
+
+    def sample(collector: MetricsCollector) -> str:
+        lines = render(collector).decode().splitlines()
+        found = [ln.split()[-1] for ln in lines if ln.startswith("db_connection_errors_total")]
+        assert len(found) == 1, "db_connection_errors_total missing from the page"
+        return found[0]
+
+    collector = MetricsCollector()
+    count_db_connection_error(collector, amount=0)  # the start-up declaration
+    before = sample(collector)
+    count_db_connection_error(collector)
+    after = sample(collector)
+    assert (float(before), float(after)) == (0.0, 1.0)
+
+    promtool = require_binary("promtool")
+    rule = next(r for r in default_rules() if r.name == "database_connection_failure")
+    export_rules([rule], tmp_path / "rules.yml", translator=_translator())
+    # Four samples at the fresh page's value, then the value after one error, 15 s apart.
+    series = f"{before} {before} {before} {before} {after}x8"
+    doc = {
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": [{"series": "db_connection_errors_total", "values": series}],
+                "alert_rule_test": [
+                    {"eval_time": "45s", "alertname": rule.name, "exp_alerts": []},
+                    {
+                        "eval_time": "1m15s",
+                        "alertname": rule.name,
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": rule.severity, **dict(rule.labels)},
+                                "exp_annotations": {
+                                    **dict(rule.annotations),
+                                    "eventmon_condition": rule.condition,
+                                },
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yml").write_text(json.dumps(doc))
+    result = subprocess.run(
+        [promtool, "test", "rules", "tests.yml"],
+        capture_output=True,
+        check=False,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
