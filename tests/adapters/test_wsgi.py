@@ -185,7 +185,18 @@ def test_endpoint_resolver_and_environ_key(collector: MetricsCollector) -> None:
     }
 
 
-def test_metrics_head_and_content_length(collector: MetricsCollector) -> None:
+def test_metrics_head_and_content_length(
+    collector: MetricsCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The process's CPU time and memory change between two renders (and with them the
+    # page's length); hold them still so HEAD and GET describe the same page.
+    import os
+
+    from eventmon.exporters import prometheus
+
+    frozen = os.times()
+    monkeypatch.setattr(prometheus.os, "times", lambda: frozen)
+    monkeypatch.setattr(prometheus, "rss_bytes", lambda: 123_456_789)
     mw = EventmonMiddleware(lambda e, s: [b""], collector=collector)
     client = Client(mw)
     full = client.get("/metrics")
