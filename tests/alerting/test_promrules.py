@@ -210,6 +210,18 @@ def _unit_tests(rules: list[AlertRule]) -> str:
     return json.dumps(doc, indent=1)  # JSON is YAML
 
 
+def _promtool_test_rules(promtool: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """``promtool test rules tests.yml`` in ``folder`` (beside its ``rules.yml``)."""
+    return subprocess.run(
+        [promtool, "test", "rules", "tests.yml"],
+        capture_output=True,
+        check=False,
+        text=True,
+        cwd=folder,
+        timeout=120,
+    )
+
+
 @pytest.mark.slow
 def test_promtool_check_and_test_rules(tmp_path: Path, artifacts_dir: Path) -> None:
     promtool = require_binary("promtool")
@@ -226,14 +238,7 @@ def test_promtool_check_and_test_rules(tmp_path: Path, artifacts_dir: Path) -> N
     assert check.returncode == 0, check.stdout + check.stderr
     assert f"SUCCESS: {len(rules)} rules found" in check.stdout
     (tmp_path / "tests.yml").write_text(_unit_tests(rules))
-    result = subprocess.run(
-        [promtool, "test", "rules", "tests.yml"],
-        capture_output=True,
-        check=False,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    result = _promtool_test_rules(promtool, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
@@ -246,14 +251,7 @@ def test_promtool_catches_a_wrong_expectation(tmp_path: Path) -> None:
     doc = json.loads(_unit_tests(_rules()))
     doc["tests"][0]["alert_rule_test"][1]["eval_time"] = "2m"  # high_error_rate, 15 s early
     (tmp_path / "tests.yml").write_text(json.dumps(doc))
-    result = subprocess.run(
-        [promtool, "test", "rules", "tests.yml"],
-        capture_output=True,
-        check=False,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    result = _promtool_test_rules(promtool, tmp_path)
     assert result.returncode != 0
     assert "high_error_rate" in result.stdout + result.stderr
 
@@ -411,12 +409,5 @@ def test_the_first_db_error_fires_in_prometheus_once_declared_at_start_up(
         ],
     }
     (tmp_path / "tests.yml").write_text(json.dumps(doc))
-    result = subprocess.run(
-        [promtool, "test", "rules", "tests.yml"],
-        capture_output=True,
-        check=False,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    result = _promtool_test_rules(promtool, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
