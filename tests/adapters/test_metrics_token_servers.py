@@ -18,7 +18,7 @@ import pytest
 
 from adapters import apps
 from eventmon import MetricsCollector
-from servers import free_port, wait_for_port
+from servers import free_port, uvicorn_server, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -35,23 +35,6 @@ def get(url: str, authorization: str | None = None) -> tuple[int, Any, bytes]:
     except urllib.error.HTTPError as e:
         with e:
             return e.code, e.headers, e.read()
-
-
-@contextlib.contextmanager
-def uvicorn_server(app: Any) -> Iterator[str]:
-    import uvicorn
-
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @contextlib.contextmanager

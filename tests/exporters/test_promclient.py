@@ -38,7 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from eventmon import ConfigurationError, MetricsCollector
 from eventmon.exporters.promclient import EventmonCollector, serve_alongside
 from eventmon.exporters.prometheus import CONTENT_TYPE_OPENMETRICS, render
-from servers import free_port, require_binary, wait_for_port
+from servers import free_port, require_binary, uvicorn_server
 
 
 def _collector() -> MetricsCollector:
@@ -305,23 +305,6 @@ def _wsgi_server(app: Any) -> Iterator[str]:
         thread.join(10)
 
 
-@contextlib.contextmanager
-def _uvicorn_server(app: Any) -> Iterator[str]:
-    import uvicorn
-
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 def _get(url: str, accept: str | None = None) -> tuple[str, bytes]:
     req = urllib.request.Request(url)
     if accept:
@@ -381,7 +364,7 @@ def test_starlette_app_serving_eventmon_page_with_the_app_registry_beside() -> N
 
     app = EventmonMiddleware(Starlette(routes=[Route("/orders/{id}", order)]), collector=c)
     serve_alongside(registry, c)
-    with _uvicorn_server(app) as base:
+    with uvicorn_server(app) as base:
         for i in range(4):
             _get(f"{base}/orders/{i}")
         _, text_body = _get(f"{base}/metrics")
