@@ -294,6 +294,17 @@ PUBLIC_MODULES = [
     ("eventmon.scaling.cli", ["register"]),
     ("eventmon.scaling.forecast_cli", ["HourlyHistory", "read_history", "register", "run"]),
     (
+        "eventmon.scaling.forecaster",
+        [
+            "Forecaster",
+            "HourlyForecast",
+            "TrafficPrediction",
+            "learn_capacity",
+            "predict_traffic_pattern",
+            "recommend_instances",
+        ],
+    ),
+    (
         "eventmon.scaling.history",
         ["HistoryError", "HistoryRecorder", "HistorySource", "HistoryStore", "PrometheusHistory"],
     ),
@@ -324,6 +335,10 @@ PUBLIC_MODULES = [
             "predict_traffic_pattern",
             "recommend_instances",
         ],
+    ),
+    (
+        "eventmon.scaling.schedule",
+        ["EventNotFoundError", "EventSchedule", "InMemoryEventSchedule", "ScheduledEvent"],
     ),
     (
         "eventmon.scaling.sources",

@@ -28,7 +28,7 @@ from typing import Any
 
 from eventmon._exceptions import ConfigurationError, EventmonError
 from eventmon._validate import arg_integer, arg_number
-from eventmon.scaling.predictive import (
+from eventmon.scaling.forecaster import (
     HOUR,
     MAX_HEADROOM,
     MAX_HORIZON_HOURS,
