@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -11,15 +12,19 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = bool(os.environ.get("CI"))
+T = TypeVar("T")
 
 
 def require_binary(name: str) -> str:
@@ -148,3 +153,109 @@ def uvicorn_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@dataclass
+class Prometheus:
+    """A real Prometheus server on 127.0.0.1, started by :func:`prometheus_server`."""
+
+    port: int
+    output: str = ""  # what the server printed; set once it has stopped
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def api(self, path: str, **params: str) -> Any:
+        """``data`` of ``/api/v1/<path>``, or None while the storage is not ready (503)."""
+        url = f"{self.url}/api/v1/{path}?" + urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                body = json.load(r)
+        except urllib.error.HTTPError as e:
+            if e.code == 503:  # Prometheus listens before its storage is ready
+                return None
+            raise
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        data = self.api("query", query=promql)
+        return [] if data is None else data["result"]  # type: ignore[no-any-return]
+
+    def wait_for(
+        self, fetch: Callable[[], T], ok: Callable[[T], object] = bool, timeout: float = 40.0
+    ) -> T:
+        """``fetch()`` every half second until ``ok`` of it; the last result either way."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = fetch()
+            if ok(result) or time.monotonic() >= deadline:
+                return result
+            time.sleep(0.5)
+
+    def poll(
+        self, promql: str, want: Callable[[list[dict[str, Any]]], object], timeout: float = 40.0
+    ) -> list[dict[str, Any]]:
+        """The query's result once it is non-empty and ``want`` of it holds."""
+        result = self.wait_for(lambda: self.query(promql), lambda r: r and want(r), timeout)
+        if not (result and want(result)):
+            raise AssertionError(f"{promql} never satisfied the check; last result {result}")
+        return result
+
+    def poll_rules(self, timeout: float = 40.0) -> list[dict[str, Any]]:
+        """The loaded rules once each has been evaluated at least once."""
+
+        def rules() -> list[dict[str, Any]]:
+            data = self.api("rules") or {"groups": []}
+            return [rule for g in data["groups"] for rule in g["rules"]]
+
+        def evaluated(rs: list[dict[str, Any]]) -> bool:
+            return bool(rs) and all(r["health"] != "unknown" for r in rs)
+
+        found = self.wait_for(rules, evaluated, timeout)
+        if not evaluated(found):
+            raise AssertionError(f"rules never all evaluated: {found}")
+        return found
+
+    def targets(self) -> list[dict[str, Any]]:
+        return self.api("targets")["activeTargets"]  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def prometheus_server(
+    tmp_path: Path, config: str, *, flags: Sequence[str] = (), data: Path | None = None
+) -> Iterator[Prometheus]:
+    """Run ``prometheus`` with this YAML config (written to ``tmp_path/prometheus.yml``, so
+    rule files may be named relative to it) until the block ends; ``output`` is then set.
+
+    The block starts once the server is ready. Storage is ``data`` or ``tmp_path/data``;
+    ``flags`` are extra command-line flags. What the server printed is printed too when the
+    block fails, so pytest shows it.
+    """
+    binary = require_binary("prometheus")
+    config_file = tmp_path / "prometheus.yml"
+    config_file.write_text(config)
+    prom = Prometheus(free_port())
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={data or tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{prom.port}",
+            *flags,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    failed = True
+    try:
+        wait_for_port(prom.port, 30, proc)
+        wait_http(f"{prom.url}/-/ready", timeout=30)
+        yield prom
+        failed = False
+    finally:
+        prom.output = stop(proc)
+        if failed:
+            print(f"prometheus printed:\n{prom.output}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import time
 import urllib.error
@@ -19,7 +18,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from eventmon import MetricsCollector
 from eventmon.core.exemplars import current_trace
 from eventmon.exporters.prometheus import render
-from servers import PYTHON, free_port, require_binary, running, stop, wait_for_port
+from servers import PYTHON, free_port, prometheus_server, require_binary, running
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 OTHER = "0af7651916cd43dd8448eb211c80319c"
@@ -213,8 +212,7 @@ def _by_bucket(c: MetricsCollector) -> dict[tuple[str, str, int], tuple[str, flo
 
 @pytest.mark.slow
 def test_real_prometheus_stores_and_serves_the_exemplars(tmp_path: Path) -> None:
-    prometheus = require_binary("prometheus")
-    app_port, prom_port = free_port(), free_port()
+    app_port = free_port()
     server = [PYTHON, "-m", "uvicorn", "apps.starlette_traced:app", "--host", "127.0.0.1"]
     with running([*server, "--port", str(app_port)], app_port):
         for name in ("a", "b"):
@@ -224,51 +222,26 @@ def test_real_prometheus_stores_and_serves_the_exemplars(tmp_path: Path) -> None
             )
             with urllib.request.urlopen(request, timeout=10) as r:
                 assert r.status == 200
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
+        config = (
             "global:\n  scrape_interval: 1s\n"
             "scrape_configs:\n"
             "  - job_name: app\n"
             f"    static_configs: [{{targets: ['127.0.0.1:{app_port}']}}]\n"
         )
-        proc = subprocess.Popen(
-            [
-                prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-                "--enable-feature=exemplar-storage",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            wait_for_port(prom_port, 30, proc)
-            query = urllib.parse.urlencode(
-                {
-                    "query": 'http_request_duration_seconds_bucket{endpoint="/hello/{name}"}',
-                    "start": str(time.time() - 600),
-                    "end": str(time.time() + 600),
-                }
-            )
-            url = f"http://127.0.0.1:{prom_port}/api/v1/query_exemplars?{query}"
-            found: list[dict[str, Any]] = []
-            deadline = time.monotonic() + 40
-            while time.monotonic() < deadline and not found:
-                try:
-                    with urllib.request.urlopen(url, timeout=5) as r:
-                        body = json.load(r)
-                except urllib.error.HTTPError as e:
-                    if e.code != 503:  # Prometheus listens before its storage is ready
-                        raise
-                    body = {"data": []}
-                found = [e for series in body["data"] for e in series["exemplars"]]
-                if not found:
-                    time.sleep(0.5)
-        finally:
-            out = stop(proc)
-    assert found, out
+        flags = ["--enable-feature=exemplar-storage"]
+        with prometheus_server(tmp_path, config, flags=flags) as prom:
+
+            def stored() -> list[dict[str, Any]]:
+                data = prom.api(
+                    "query_exemplars",
+                    query='http_request_duration_seconds_bucket{endpoint="/hello/{name}"}',
+                    start=str(time.time() - 600),
+                    end=str(time.time() + 600),
+                )
+                return [e for series in data or [] for e in series["exemplars"]]
+
+            found = prom.wait_for(stored)
+    assert found, prom.output
     assert {e["labels"]["trace_id"] for e in found} == {TRACE}
     for e in found:
         assert 0 < float(e["value"]) < 10

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from eventmon import ConfigurationError, MetricsCollector
 from eventmon.exporters.prometheus import start_metrics_server
-from servers import free_port, require_binary, stop, wait_for_port
+from servers import prometheus_server
 
 TOKEN = "scrape-Token_7"
 
@@ -112,19 +111,14 @@ def test_a_port_in_use_is_a_configuration_error() -> None:
 
 @pytest.mark.slow
 def test_prometheus_scrapes_it_with_and_without_the_token(tmp_path: Path) -> None:
-    from exporters.test_prometheus_server import poll, query
-
-    prometheus = require_binary("prometheus")
     col = MetricsCollector(slow_hooks=())
     for _ in range(7):
         col.observe("GET", "/tickets/{id}", 200, 0.02)
-    prom_port = free_port()
     with (
         start_metrics_server(0, collector=col, token=TOKEN) as guarded,
         start_metrics_server(0, collector=col) as open_,
     ):
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
+        config = (
             "global:\n  scrape_interval: 1s\n"
             "scrape_configs:\n"
             "  - job_name: guarded\n"
@@ -138,47 +132,22 @@ def test_prometheus_scrapes_it_with_and_without_the_token(tmp_path: Path) -> Non
             "  - job_name: open\n"
             f"    static_configs: [{{targets: ['127.0.0.1:{open_.port}']}}]\n"
         )
-        proc = subprocess.Popen(
-            [
-                prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            wait_for_port(prom_port, 30, proc)
+        with prometheus_server(tmp_path, config) as prom:
             for job in ("guarded", "open"):
-                total = poll(
-                    prom_port,
+                total = prom.poll(
                     f'sum(http_requests_total{{job="{job}",endpoint="/tickets/{{id}}"}})',
                     lambda r: float(r[0]["value"][1]) >= 7,
                 )
                 assert float(total[0]["value"][1]) == 7.0
             # Each job has scraped by now; the refused ones are down, with no samples.
             ups = {
-                r["metric"]["job"]: r["value"][1]
-                for r in poll(prom_port, "up", lambda r: len(r) == 4)
+                r["metric"]["job"]: r["value"][1] for r in prom.poll("up", lambda r: len(r) == 4)
             }
             assert ups == {"guarded": "1", "open": "1", "wrong_token": "0", "no_token": "0"}
-            assert query(prom_port, 'http_requests_total{job=~"wrong_token|no_token"}') == []
+            assert prom.query('http_requests_total{job=~"wrong_token|no_token"}') == []
             [target] = [
-                t
-                for t in _targets(prom_port)
-                if t["labels"]["job"] == "wrong_token" and t["lastError"]
+                t for t in prom.targets() if t["labels"]["job"] == "wrong_token" and t["lastError"]
             ]
             assert "401" in target["lastError"]
-        finally:
-            out = stop(proc)
-    assert "level=ERROR" not in out, out
+    assert "level=ERROR" not in prom.output, prom.output
     col.shutdown()
-
-
-def _targets(prom_port: int) -> list[dict[str, Any]]:
-    import json
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/api/v1/targets", timeout=5) as r:
-        return json.load(r)["data"]["activeTargets"]  # type: ignore[no-any-return]

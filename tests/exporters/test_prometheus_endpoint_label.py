@@ -10,7 +10,6 @@ as the operator does by default, with ``honor_labels`` and with the page's
 from __future__ import annotations
 
 import re
-import subprocess
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -23,8 +22,7 @@ import yaml
 
 from eventmon import MetricsCollector
 from eventmon.wsgi import ENDPOINT_KEY, EventmonMiddleware
-from exporters.test_prometheus_server import poll, query
-from servers import ROOT, free_port, require_binary, stop, wait_for_port
+from servers import ROOT, free_port, prometheus_server
 
 pytestmark = pytest.mark.slow
 
@@ -76,8 +74,6 @@ def app_port() -> Iterator[int]:
 def test_honor_labels_and_metric_relabelings_restore_the_endpoint_label(
     tmp_path: Path, app_port: int
 ) -> None:
-    prometheus = require_binary("prometheus")
-    prom_port = free_port()
     target = {"targets": [f"127.0.0.1:{app_port}"], "labels": {"endpoint": "http"}}
     config = {
         "global": {"scrape_interval": "1s"},
@@ -93,38 +89,23 @@ def test_honor_labels_and_metric_relabelings_restore_the_endpoint_label(
             },
         ],
     }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for_port(prom_port, 30, proc)
+    with prometheus_server(tmp_path, yaml.safe_dump(config)) as prom:
         series = 'http_requests_total{job="%s"}'
         for job in ("operator_default", "honor", "relabel"):
-            poll(prom_port, series % job, lambda r: len(r) > 0)
+            prom.poll(series % job, lambda r: len(r) > 0)
 
         # the problem: the route template is pushed aside into exported_endpoint
-        [plain] = query(prom_port, series % "operator_default")
+        [plain] = prom.query(series % "operator_default")
         assert plain["metric"]["endpoint"] == "http"
         assert plain["metric"]["exported_endpoint"] == "/events/{event_id}"
 
         for job in ("honor", "relabel"):
-            [fixed] = query(prom_port, series % job)
+            [fixed] = prom.query(series % job)
             assert fixed["metric"]["endpoint"] == "/events/{event_id}", job
             assert "exported_endpoint" not in fixed["metric"], job
             assert float(fixed["value"][1]) == 3.0
 
         # relabeling touches only the series that had eventmon's label
-        [cpu] = query(prom_port, 'process_cpu_seconds_total{job="relabel"}')
+        [cpu] = prom.query('process_cpu_seconds_total{job="relabel"}')
         assert cpu["metric"]["endpoint"] == "http"
-    finally:
-        out = stop(proc)
-    assert "level=ERROR" not in out, out
+    assert "level=ERROR" not in prom.output, prom.output

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import time
-import urllib.error
-import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,53 +12,13 @@ from eventmon.alerting import default_rules
 from eventmon.alerting.expr import MetricRef
 from eventmon.alerting.promrules import PromQLTranslator, export_rules
 from eventmon.core.process import instance_limits
-from servers import PYTHON, free_port, require_binary, running, stop, wait_for_port
+from servers import PYTHON, free_port, prometheus_server, running
 
 pytestmark = pytest.mark.slow
 
 
-def query(prom_port: int, promql: str) -> list[dict[str, Any]]:
-    url = f"http://127.0.0.1:{prom_port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            body = json.load(r)
-    except urllib.error.HTTPError as e:
-        if e.code == 503:  # Prometheus listens before its storage is ready
-            return []
-        raise
-    assert body["status"] == "success", body
-    return body["data"]["result"]  # type: ignore[no-any-return]
-
-
-def poll(prom_port: int, promql: str, want: Any, timeout: float = 40.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    result: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        result = query(prom_port, promql)
-        if result and want(result):
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"{promql} never satisfied the check; last result {result}")
-
-
-def poll_rules(prom_port: int, timeout: float = 40.0) -> list[dict[str, Any]]:
-    """The loaded rules once each has been evaluated at least once."""
-    url = f"http://127.0.0.1:{prom_port}/api/v1/rules"
-    deadline = time.monotonic() + timeout
-    rules: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            body = json.load(r)
-        rules = [rule for g in body["data"]["groups"] for rule in g["rules"]]
-        if rules and all(r["health"] != "unknown" for r in rules):
-            return rules
-        time.sleep(0.5)
-    raise AssertionError(f"rules never all evaluated: {rules}")
-
-
 def test_prometheus_scrapes_and_histogram_quantile_matches(tmp_path: Path) -> None:
-    prometheus = require_binary("prometheus")
-    app_port, prom_port = free_port(), free_port()
+    app_port = free_port()
     server = [PYTHON, "-m", "uvicorn", "apps.starlette_sleepy:app", "--host", "127.0.0.1"]
     with running([*server, "--port", str(app_port)], app_port):
         # 60 requests at 20 ms, 40 at 80 ms: p95 is 80 ms, in the (0.05, 0.1] bucket.
@@ -79,43 +33,27 @@ def test_prometheus_scrapes_and_histogram_quantile_matches(tmp_path: Path) -> No
 
         # The exported rules, evaluated by the real server against the real scrape.
         export_rules(default_rules(capacity=True, scaling=True), tmp_path / "rules.yml")
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
+        config = (
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
             "rule_files: [rules.yml]\n"
             "scrape_configs:\n"
             "  - job_name: app\n"
             f"    static_configs: [{{targets: ['127.0.0.1:{app_port}']}}]\n"
         )
-        proc = subprocess.Popen(
-            [
-                prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            wait_for_port(prom_port, 30, proc)
-            poll(prom_port, 'up{job="app"}', lambda r: r[0]["value"][1] == "1")
-            total = poll(
-                prom_port,
+        with prometheus_server(tmp_path, config) as prom:
+            prom.poll('up{job="app"}', lambda r: r[0]["value"][1] == "1")
+            total = prom.poll(
                 'sum(http_requests_total{endpoint="/sleep/{ms}"})',
                 lambda r: float(r[0]["value"][1]) >= 100,
             )
             assert float(total[0]["value"][1]) == 100.0
-            [q] = query(
-                prom_port,
+            [q] = prom.query(
                 "histogram_quantile(0.95, sum by (le) "
                 '(http_request_duration_seconds_bucket{endpoint="/sleep/{ms}"}))',
             )
             p95_buckets = float(q["value"][1])
             assert 0.05 < p95_buckets <= 0.1, p95_buckets
-            [hdr] = query(
-                prom_port,
+            [hdr] = prom.query(
                 'http_request_duration_hdr_seconds{endpoint="/sleep/{ms}",quantile="0.95"}',
             )
             p95_hdr = float(hdr["value"][1])
@@ -125,18 +63,16 @@ def test_prometheus_scrapes_and_histogram_quantile_matches(tmp_path: Path) -> No
             # CPU and memory as shares of the target's own exported limits (the app runs
             # here, so its limits are this process's), matched on the real target labels.
             limits = instance_limits()
-            [cores] = query(prom_port, 'eventmon_cpu_limit_cores{job="app"}')
+            [cores] = prom.query('eventmon_cpu_limit_cores{job="app"}')
             assert float(cores["value"][1]) == limits.cpu_cores
             tr = PromQLTranslator()
-            [mem] = query(prom_port, tr.metric(MetricRef("memory_usage", (), 0)))
-            [rss] = query(prom_port, 'process_resident_memory_bytes{job="app"}')
+            [mem] = prom.query(tr.metric(MetricRef("memory_usage", (), 0)))
+            [rss] = prom.query('process_resident_memory_bytes{job="app"}')
             share = 100 * float(rss["value"][1]) / limits.memory_bytes
             assert float(mem["value"][1]) == pytest.approx(share, rel=0.05)
-            [cpu] = poll(prom_port, tr.metric(MetricRef("cpu_usage", (), 0)), lambda r: True)
+            [cpu] = prom.poll(tr.metric(MetricRef("cpu_usage", (), 0)), lambda r: True)
             assert 0.0 <= float(cpu["value"][1]) <= 100.0
-            rules = poll_rules(prom_port)
+            rules = prom.poll_rules()
             assert len(rules) == len(default_rules(capacity=True, scaling=True))
             assert {r["health"] for r in rules} == {"ok"}, rules
-        finally:
-            out = stop(proc)
-        assert "level=ERROR" not in out, out
+        assert "level=ERROR" not in prom.output, prom.output

@@ -10,7 +10,7 @@ from eventmon import ConfigurationError
 from eventmon.scaling import AutoScalingManager, StepPolicy
 from eventmon.scaling.sources import LocalWorkersSource, MetricsUnavailable, PrometheusSource
 from k8s_contract import FakeDeployment, ScaleServer
-from servers import PYTHON, free_port, require_binary, running, wait_http
+from servers import PYTHON, free_port, prometheus_server, running, wait_http
 
 HERE = Path(__file__).resolve().parent
 
@@ -133,20 +133,9 @@ def test_k8s_rejects_bad_counts(k8s):
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory):
-    binary = require_binary("prometheus")
-    d = tmp_path_factory.mktemp("prom")
-    (d / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
-    port = free_port()
-    cmd = [
-        binary,
-        f"--config.file={d / 'prometheus.yml'}",
-        f"--storage.tsdb.path={d / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    with running(cmd, port, timeout=30):
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/-/ready", timeout=30)
-        yield url
+    config = "global:\n  scrape_interval: 15s\n"
+    with prometheus_server(tmp_path_factory.mktemp("prom"), config) as prom:
+        yield prom.url
 
 
 @pytest.mark.slow

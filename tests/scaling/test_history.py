@@ -22,7 +22,7 @@ from eventmon.scaling.history import (
     HistoryStore,
     PrometheusHistory,
 )
-from servers import free_port, require_binary, running, wait_http
+from servers import free_port, prometheus_server, require_binary
 
 T0 = 1_700_000_040.0  # a minute boundary
 
@@ -293,7 +293,6 @@ def test_prometheus_errors_are_history_errors() -> None:
 @pytest.mark.slow
 def test_real_prometheus_backfilled_history(tmp_path: Path) -> None:
     promtool = require_binary("promtool")
-    prometheus = require_binary("prometheus")
     now = time.time()
     hour0 = (now // 3600) * 3600 - 6 * 3600  # six complete hours, ending an hour before now
     lines = ["# TYPE http_requests counter"]
@@ -310,18 +309,9 @@ def test_real_prometheus_backfilled_history(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    config = tmp_path / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 1h\n")
-    port = free_port()
-    cmd = [
-        prometheus,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={data}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    with running(cmd, port):
-        wait_http(f"http://127.0.0.1:{port}/-/ready")
-        source = PrometheusHistory(f"http://127.0.0.1:{port}")
+    config = "global:\n  scrape_interval: 1h\n"
+    with prometheus_server(tmp_path, config, data=data) as prom:
+        source = PrometheusHistory(prom.url)
         rows = source.requests(hour0, hour0 + 5 * 3600, step=3600)
     assert [t for t, _ in rows] == [hour0 + h * 3600 for h in range(5)]
     expected = [6000, 2400, 6000, 2400, 6000]
