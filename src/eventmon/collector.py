@@ -814,6 +814,10 @@ class MetricsCollector:
     def counter_labels(self, name: str) -> tuple[str, ...]:
         return self._counter_help.get(name, ("", ()))[1]
 
+    def counter_help(self, name: str) -> str:
+        """The help text given to :meth:`define_counter` (``""`` if none)."""
+        return self._counter_help.get(name, ("", ()))[0]
+
     def gauges(self) -> dict[str, dict[tuple[str, ...], float]]:
         with self._gauge_lock:
             return {k: dict(v) for k, v in self._gauges.items()}

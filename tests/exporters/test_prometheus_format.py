@@ -126,6 +126,33 @@ def test_promtool_check_metrics_is_clean() -> None:
     assert result.stderr.decode().strip() == ""
 
 
+COUNTER_HELP = 'Queries run.\nSee the "db" panel; C:\\db.'
+HISTOGRAM_HELP = 'Nightly "jobs" \\ batches,\nby queue.'
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_user_help_texts_are_exported_escaped(openmetrics: bool) -> None:
+    c = MetricsCollector(slow_hooks=())
+    c.define_counter("db_queries", COUNTER_HELP)
+    c.increment_counter("db_queries")
+    c.define_histogram("job_seconds", HISTOGRAM_HELP)
+    c.observe_histogram("job_seconds", 1.0)
+    c.set_gauge("queue_depth", 3)  # set_gauge takes no help: the default one stays
+    body = render(c, openmetrics=openmetrics)
+    parse = openmetrics_families if openmetrics else text_string_to_metric_families
+    families = {f.name: f for f in parse(body.decode())}
+    assert families["db_queries"].documentation == COUNTER_HELP
+    assert families["job_seconds"].documentation == HISTOGRAM_HELP
+    assert families["queue_depth"].documentation == "Gauge queue_depth."
+    quote = '\\"' if openmetrics else '"'
+    name = "db_queries" if openmetrics else "db_queries_total"
+    line = f"# HELP {name} Queries run.\\nSee the {quote}db{quote} panel; C:\\\\db.\n"
+    assert line in body.decode()
+    if not openmetrics:
+        check_with_promtool(body)
+    c.shutdown()
+
+
 def test_render_1000_label_sets_is_complete() -> None:
     c = MetricsCollector(slow_hooks=(), max_label_sets=2000)
     for i in range(1000):

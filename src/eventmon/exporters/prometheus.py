@@ -89,6 +89,13 @@ def _num(v: float) -> str:
     return repr(float(v))
 
 
+def _escape_help(text: str, openmetrics: bool) -> str:
+    """HELP text as the format spells it: backslash and newline escaped, and in OpenMetrics
+    the double quote too."""
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if openmetrics else text
+
+
 def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
     return ",".join(f'{n}="{escape_label_value(v)}"' for n, v in zip(names, values, strict=True))
 
@@ -287,7 +294,7 @@ def render_families(
     def family(name: str, kind: str, help_text: str) -> str:
         """Write HELP/TYPE; return the sample name of a counter."""
         fam = name[:-6] if openmetrics and kind == "counter" and name.endswith("_total") else name
-        add(f"# HELP {fam} {help_text}\n# TYPE {fam} {kind}\n")
+        add(f"# HELP {fam} {_escape_help(help_text, openmetrics)}\n# TYPE {fam} {kind}\n")
         return fam + "_total" if openmetrics and kind == "counter" else name
 
     series = collector.series()
@@ -402,9 +409,12 @@ def render_families(
     )
     add(f"eventmon_memory_limit_bytes {limits.memory_bytes}\n")
 
+    # Views other than a collector (a merged multiprocess view) may not know the help text.
+    counter_help = getattr(collector, "counter_help", None)
     for name, per in sorted(collector.counters().items()):
         names = collector.counter_labels(name)
-        sample = family(name + "_total", "counter", f"Counter {name}.")
+        help_text = counter_help(name) if counter_help is not None else ""
+        sample = family(name + "_total", "counter", help_text or f"Counter {name}.")
         for values, v in sorted(per.items()):
             lbl = _labels(names, values)
             add(f"{sample}{{{lbl}}} {_num(v)}\n" if lbl else f"{sample} {_num(v)}\n")
@@ -417,8 +427,7 @@ def render_families(
             add(f"{name}{{{lbl}}} {_num(v)}\n" if lbl else f"{name} {_num(v)}\n")
 
     for name, h in sorted(view.histograms().items()):
-        help_text = h.help.replace("\\", "\\\\").replace("\n", "\\n")
-        family(name, "histogram", help_text or f"Histogram {name}.")
+        family(name, "histogram", h.help or f"Histogram {name}.")
         bucket_les = [*(f'le="{b!r}"' for b in h.bounds), 'le="+Inf"']
         for values, (counts, total) in sorted(h.samples.items()):
             lbl = _labels(h.label_names, values)
