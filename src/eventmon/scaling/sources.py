@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from eventmon._exceptions import ConfigurationError, EventmonError
 from eventmon._validate import seconds
+from eventmon.core.process import CGROUP_ROOT, read_limits
 
 __all__ = [
     "LocalWorkersSource",
@@ -67,6 +68,13 @@ def worker_processes(master_pid: int) -> list[Any]:
     return [p for _, _, p in out]
 
 
+def _usable_cpus(cgroup_root: str | Path) -> int:
+    """Whole CPUs the workers can keep busy at once: the CPUs this process may run on,
+    capped by the container's cgroup CPU quota (1.5 CPUs of quota run 2 at once), at least 1.
+    """
+    return max(1, math.ceil(read_limits(cgroup_root).cpu_cores))
+
+
 class LocalWorkersSource:
     """CPU of the worker processes of a pre-fork master (gunicorn, uvicorn ``--workers``).
 
@@ -75,12 +83,16 @@ class LocalWorkersSource:
     utilization in the HPA. Also returned: ``cpu_percent_total`` (sum over
     workers), ``cpu_percent_max`` and ``workers``. Workers seen for the first
     time are measured from that read on, so the first read after a new worker
-    appears counts only the others.
+    appears counts only the others. ``cpu_count`` is the whole CPUs the workers
+    may use: those this process may run on (its affinity), capped by the
+    container's cgroup CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``),
+    read once when the source is made.
 
     Args:
         master_pid: pid of the gunicorn master or uvicorn supervisor (an int,
             or a callable returning one, e.g. reading a pidfile).
         exclude: pids to leave out (e.g. workers being drained).
+        cgroup_root: where the cgroup file system is mounted.
     """
 
     def __init__(
@@ -88,6 +100,7 @@ class LocalWorkersSource:
         master_pid: int | Callable[[], int],
         *,
         exclude: Callable[[], set[int]] | None = None,
+        cgroup_root: str | Path = CGROUP_ROOT,
     ) -> None:
         if not callable(master_pid) and (
             not isinstance(master_pid, int) or isinstance(master_pid, bool) or master_pid <= 0
@@ -102,6 +115,8 @@ class LocalWorkersSource:
         self._master = master_pid
         self._exclude = exclude
         self._known: dict[int, Any] = {}
+        # os.cpu_count() is the host's: in a container with a CPU quota it overstates.
+        self.cpu_count = _usable_cpus(cgroup_root)
 
     @property
     def master_pid(self) -> int:
@@ -141,7 +156,7 @@ class LocalWorkersSource:
             "cpu_percent_total": sum(values),
             "cpu_percent_max": max(values),
             "workers": float(len(seen)),
-            "cpu_count": float(os.cpu_count() or 1),
+            "cpu_count": float(self.cpu_count),
         }
 
 
