@@ -125,7 +125,7 @@ def test_random_methods_share_one_label_value(collector: MetricsCollector) -> No
         collector.observe(f"M{i}", "/a", 200, 0.001)
     series = collector.series()
     assert [(s.method, s.count) for s in series] == [("other", 500)]
-    assert len(collector._series) == 1
+    assert len(collector._aggregates.series_table) == 1
 
 
 @pytest.mark.slow  # 105,000 requests under tracemalloc

@@ -143,6 +143,7 @@ PUBLIC_MODULES = [
             "WindowStats",
         ],
     ),
+    ("eventmon.core.aggregates", ["RequestAggregates", "SeriesSnapshot"]),
     ("eventmon.core.counter", ["Counter"]),
     (
         "eventmon.core.exemplars",
@@ -188,6 +189,7 @@ PUBLIC_MODULES = [
         "eventmon.core.user_histograms",
         ["HistogramSnapshot", "UserHistograms", "check_histogram_bounds"],
     ),
+    ("eventmon.core.user_metrics", ["HistogramListener", "UserMetrics"]),
     ("eventmon.core.window", ["SlidingWindow", "WindowStats"]),
     (
         "eventmon.dashboard",

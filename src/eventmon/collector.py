@@ -23,35 +23,20 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from eventmon._exceptions import ConfigurationError
-from eventmon.core import fold as _fold_module
-from eventmon.core._native import cells, speedups
+from eventmon.core._native import speedups
+from eventmon.core.aggregates import RequestAggregates, SeriesSnapshot
 from eventmon.core.counter import Counter
 from eventmon.core.exemplars import ExemplarStore, current_trace
 from eventmon.core.histogram import DEFAULT_BUCKETS, HdrLayout, LatencyHistogram
 from eventmon.core.journal import Journals, ThreadJournal
 from eventmon.core.process import ProcessStats
-from eventmon.core.registry import (
-    OVERFLOW,
-    UNMATCHED,
-    LabelPolicy,
-    LabelSets,
-    family_names,
-    request_labels,
-    reserved_name_problem,
-    validate_label_name,
-    validate_metric_name,
-)
+from eventmon.core.registry import LabelPolicy
 from eventmon.core.sizes import SizeHistograms
-from eventmon.core.user_histograms import (
-    HistogramSnapshot,
-    UserHistograms,
-    check_histogram_bounds,
-)
-from eventmon.core.window import SlidingWindow
+from eventmon.core.user_histograms import HistogramSnapshot
+from eventmon.core.user_metrics import HistogramListener, UserMetrics
 from eventmon.hooks import SlowRequestDispatcher, log_slow_request
 from eventmon.snapshot import RealtimeMetrics
 from eventmon.types import Clock, SlowRequestHook
@@ -63,60 +48,19 @@ logger = logging.getLogger("eventmon")
 #: Quantiles exported as gauges per endpoint.
 DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
 
-_MICROS = 1_000_000
 _INF = math.inf
 _method_label = LabelPolicy.method
 # Past this a thread's pending entries hold over 100 MB before anybody folds them.
 _MAX_JOURNAL_LIMIT = 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesSnapshot:
-    """One (method, endpoint, status_code) series as read at one moment."""
-
-    method: str
-    endpoint: str
-    status_code: str
-    labels: str  # the escaped label pairs, ready for the exposition formats
-    count: int
-    sum: float
-    buckets: tuple[int, ...]  # per bound, not cumulative; the last is +Inf
-
-
-class _Series:
-    """Aggregates of one label set; written only under the journal lock."""
-
-    __slots__ = ("bucket_counts", "endpoint", "hist", "labels", "method", "status", "sums")
-
-    def __init__(
-        self, method: str, endpoint: str, status: str, hist: LatencyHistogram, n_buckets: int
-    ) -> None:
-        self.method = method
-        self.endpoint = endpoint
-        self.status = status
-        self.labels = request_labels(method, endpoint, status)
-        self.hist = hist
-        # Written in place by the fold (eventmon.core.fold).
-        self.sums = cells("d", [0.0])
-        self.bucket_counts = cells("q", [0] * (n_buckets + 1))
-
-    @property
-    def sum(self) -> float:
-        return float(self.sums[0])
-
-    @property
-    def buckets(self) -> tuple[int, ...]:
-        """Count per bound, not cumulative; the last is +Inf."""
-        return tuple(self.bucket_counts)
-
-    @property
-    def count(self) -> int:
-        # Derived rather than kept: one increment less per request in the fold.
-        return sum(self.bucket_counts)
-
-
 class MetricsCollector:
     """Request metrics for one process: counters, histograms, windows, hooks.
+
+    A facade: the request path (below) appends to per-thread journals
+    (:mod:`eventmon.core.journal`); reads fold them into the request aggregates
+    (:class:`~eventmon.core.aggregates.RequestAggregates`); the metrics an
+    application defines are :class:`~eventmon.core.user_metrics.UserMetrics`.
 
     Args:
         window: seconds covered by the realtime snapshot's rates (default 60).
@@ -186,45 +130,29 @@ class MetricsCollector:
         for q in quantiles:
             if not 0 < q < 1:
                 raise ConfigurationError(f"quantiles must be between 0 and 1, got {q!r}")
+        #: Prometheus bucket upper bounds, in seconds (+Inf implied).
         self.bounds = bounds
+        #: Quantiles (0–1) exported per endpoint.
         self.quantiles = tuple(quantiles)
         self._recorder: Any = None  # the C request path, when built (below)
         self.slow_threshold = slow_threshold  # validated by the property
-        #: The clock every duration is read from; fixed at construction.
+        #: The clock every duration is read from (seconds); fixed at construction.
         self.clock = clock
         self.layout = HdrLayout(significant_digits=significant_digits)
         self.max_label_sets = max_label_sets
         #: The label policy every metric of this collector is written under.
         self.label_policy = LabelPolicy(max_label_sets)
-        cuts, slot_of, bucket_of = _cut_points(self.layout, bounds)
-        self._fold_batch = _fold_module.fold
-        self._cuts: Sequence[float] = cells("d", cuts)
-        self._slot_of: Sequence[int] = cells("q", slot_of)
-        self._bucket_of: Sequence[int] = cells("q", bucket_of)
-        self._series: dict[tuple[str, str, int], _Series] = {}
-        self._series_sets = self.label_policy.metric("http_requests_total", 3)
-        self._endpoint_hists: dict[str, LatencyHistogram] = {}
-        self._percentile_cache: dict[str, tuple[int, list[float]]] = {}
-        self._endpoint_sets = self.label_policy.metric("http_request_duration_hdr_seconds", 1)
-        now = clock()
-        self._window = SlidingWindow(window, started=now)
-        # Overall latency over the recent past: two histograms rotated every window.
-        self._recent = LatencyHistogram(self.layout)
-        self._recent_prev = LatencyHistogram(self.layout)
-        self._recent_until = now + window
-        self._journals = Journals(self._fold, journal_limit)
+        self._aggregates = RequestAggregates(
+            self.layout,
+            bounds,
+            label_policy=self.label_policy,
+            window=window,
+            clock=clock,
+            on_fault=self.internal_error,
+        )
+        self._journals = Journals(self._aggregates.fold, journal_limit)
         self._journal_limit = journal_limit
-        self._counters = Counter()  # user counters and eventmon's own
-        self._counter_help: dict[str, tuple[str, tuple[str, ...]]] = {}
-        self._counter_sets: dict[str, LabelSets] = {}  # by family and by sample name
-        self._gauges: dict[str, dict[tuple[str, ...], float]] = {}
-        self._gauge_help: dict[str, tuple[str, tuple[str, ...]]] = {}
-        self._gauge_lock = threading.Lock()
-        self._histograms = UserHistograms(self.label_policy)
-        # Called with (name, value, label names, label values) per observe_histogram.
-        self._histogram_listeners: list[
-            Callable[[str, float, tuple[str, ...], tuple[str, ...]], object]
-        ] = []
+        self._user = UserMetrics(self.label_policy, self.internal_error)
         self._slow = Counter()
         self._slow_sets = self.label_policy.metric("http_slow_requests_total", 2)
         self._errors = Counter()  # internal faults by place
@@ -235,6 +163,7 @@ class MetricsCollector:
         self._process = ProcessStats()
         hooks = [log_slow_request] if slow_hooks is None else list(slow_hooks)
         self._hooks = SlowRequestDispatcher(hooks, on_error=self.record_internal_error)
+        #: Wall-clock time (Unix seconds) the collector was created.
         self.started = time.time()
         if speedups is not None:
             # The request path in C. A subclass that overrides a method keeps it.
@@ -290,7 +219,7 @@ class MetricsCollector:
     def exemplars_by_series(
         self,
     ) -> dict[tuple[str, str, str], dict[int, tuple[str, float, float]]]:
-        """``(method, endpoint, status)`` -> bucket index -> ``(trace_id, seconds, unix time)``.
+        """``(method, endpoint, status_code)`` -> bucket -> ``(trace_id, seconds, unix time)``.
 
         Empty with exemplars off. The last bucket index is +Inf's.
         """
@@ -317,7 +246,7 @@ class MetricsCollector:
     # instance by eventmon.core._speedups.Recorder's; these are the reference.
 
     def observe(self, method: str, endpoint: str, status_code: int, seconds: float) -> None:
-        """Record one finished request.
+        """Record one finished request that took ``seconds``.
 
         ``endpoint`` should be a route template (``/events/{event_id}``), never a
         raw path; ``seconds`` is the full duration including the response body.
@@ -353,47 +282,52 @@ class MetricsCollector:
         return journal
 
     def end(
-        self, token: ThreadJournal, method: str, endpoint: str, status: int, start: float
+        self, token: ThreadJournal, method: str, endpoint: str, status_code: int, start: float
     ) -> None:
-        """Record the request begun with ``token`` at ``start`` (``clock()`` time).
+        """Record the request begun with ``token`` at ``start`` (``clock()`` seconds).
 
         The request stops counting as in progress first, so that it does even if
         recording it then fails (adapters call this once per request, whatever raised).
         """
         token.finished += 1
-        if not isinstance(status, int):
-            raise TypeError(f"status must be an int, got {status!r}")
+        if not isinstance(status_code, int):
+            raise TypeError(f"status must be an int, got {status_code!r}")
         end = self.clock()
         seconds = end - start
         if not 0.0 <= seconds < _INF:
             raise ValueError(_bad_seconds(seconds))
         entries = token.entries
-        entries.append((method, endpoint, status, seconds, end))
+        entries.append((method, endpoint, status_code, seconds, end))
         if seconds > self._slow_threshold:
-            self._on_slow(method, endpoint, status, seconds)
+            self._on_slow(method, endpoint, status_code, seconds)
         if len(entries) >= self._journal_limit:
             self._journals.drain_one(token)
 
     def _end_traced(
-        self, token: ThreadJournal, method: str, endpoint: str, status: int, start: float
+        self, token: ThreadJournal, method: str, endpoint: str, status_code: int, start: float
     ) -> None:
         # end() plus the exemplar; installed per instance by enable_exemplars().
         token.finished += 1
-        if not isinstance(status, int):
-            raise TypeError(f"status must be an int, got {status!r}")
+        if not isinstance(status_code, int):
+            raise TypeError(f"status must be an int, got {status_code!r}")
         end = self.clock()
         seconds = end - start
         if not 0.0 <= seconds < _INF:
             raise ValueError(_bad_seconds(seconds))
         entries = token.entries
-        entries.append((method, endpoint, status, seconds, end))
+        entries.append((method, endpoint, status_code, seconds, end))
         trace_id = current_trace.get()
         if trace_id is not None and self._exemplars is not None:
             self._exemplars.offer(
-                _method_label(method), endpoint, status, seconds, trace_id, end + self._wall_offset
+                _method_label(method),
+                endpoint,
+                status_code,
+                seconds,
+                trace_id,
+                end + self._wall_offset,
             )
         if seconds > self._slow_threshold:
-            self._on_slow(method, endpoint, status, seconds)
+            self._on_slow(method, endpoint, status_code, seconds)
         if len(entries) >= self._journal_limit:
             self._journals.drain_one(token)
 
@@ -411,11 +345,11 @@ class MetricsCollector:
                 self.clock() + self._wall_offset,
             )
 
-    def _on_slow(self, method: str, endpoint: str, status: int, seconds: float) -> None:
+    def _on_slow(self, method: str, endpoint: str, status_code: int, seconds: float) -> None:
         if type(endpoint) is not str:
-            endpoint = self._bad_endpoint(endpoint)
+            endpoint = self._aggregates.bad_endpoint(endpoint)
         self._slow.inc(self._slow_sets.admit((_method_label(method), endpoint)))
-        self._hooks.submit(method, endpoint, status, seconds)
+        self._hooks.submit(method, endpoint, status_code, seconds)
 
     def request_started(self) -> None:
         """Count a request as in progress (adapters call this on entry)."""
@@ -425,13 +359,13 @@ class MetricsCollector:
         """Count a request as no longer in progress."""
         self._journals.mine().finished += 1
 
-    # --------------------------------------------------------------- other writes
-
     def record_response_time(
         self, endpoint: str, ms: float, *, method: str = "GET", status_code: int = 200
     ) -> None:
         """Record a response time in milliseconds (the original API's unit)."""
         self.observe(method, endpoint, status_code, ms / 1000.0)
+
+    # ------------------------------------------------- user metrics (UserMetrics)
 
     def increment_counter(
         self, name: str, labels: Mapping[str, str] | None = None, amount: float = 1
@@ -441,36 +375,13 @@ class MetricsCollector:
         The first call defines the counter's label names; later calls must use
         the same names. Example: ``collector.increment_counter("db_connection_errors")``.
         """
-        if not 0 <= amount < _INF:
-            raise ValueError(
-                f"a counter only goes up by a finite amount; amount must be >= 0 and"
-                f" finite, got {amount!r}"
-            )
-        label_names, values = _split_labels(labels)
-        known = self._counter_help.get(name)
-        if known is None:
-            known = self.define_counter(name, "", label_names)
-        if known[1] != label_names:
-            raise ConfigurationError(
-                f"counter {name!r} has labels {list(known[1])}, not {list(label_names)}"
-            )
-        self._counters.inc((name, self._counter_sets[name].admit(values)), amount)
+        self._user.increment_counter(name, labels, amount)
 
     def define_counter(
         self, name: str, help: str = "", label_names: Sequence[str] = ()
     ) -> tuple[str, tuple[str, ...]]:
         """Declare a counter (with its help text) before first use; idempotent."""
-        family = name[:-6] if name.endswith("_total") else name
-        if family not in self._counter_help:
-            validate_metric_name(family)
-            self._refuse_clash(name, "counter")
-        names = tuple(validate_label_name(n) for n in label_names)
-        entry = self._counter_help.setdefault(family, (help, names))
-        if family != name:
-            self._counter_help.setdefault(name, entry)
-        sets = self.label_policy.metric(family, len(entry[1]))
-        self._counter_sets[family] = self._counter_sets[name] = sets
-        return entry
+        return self._user.define_counter(name, help, label_names)
 
     def set_gauge(self, name: str, value: float, labels: Mapping[str, str] | None = None) -> None:
         """Set the gauge ``name`` to ``value`` (not for the request path: takes a lock).
@@ -478,24 +389,7 @@ class MetricsCollector:
         NaN and ±infinity are kept and exported as Prometheus spells them
         (``NaN``, ``+Inf``, ``-Inf``).
         """
-        if isinstance(value, (str, bytes)):
-            raise TypeError(f"gauge {name!r}: value must be a number, got {value!r}")
-        value = float(value)
-        label_names, values = _split_labels(labels)
-        with self._gauge_lock:
-            if name not in self._gauge_help:
-                validate_metric_name(name)
-                self._refuse_clash(name, "gauge")
-                for n in label_names:
-                    validate_label_name(n)
-                self._gauge_help[name] = ("", label_names)
-            elif self._gauge_help[name][1] != label_names:
-                raise ConfigurationError(
-                    f"gauge {name!r} has labels {list(self._gauge_help[name][1])},"
-                    f" not {list(label_names)}"
-                )
-            admitted = self.label_policy.metric(name, len(label_names)).admit(values)
-            self._gauges.setdefault(name, {})[admitted] = value
+        self._user.set_gauge(name, value, labels)
 
     def define_histogram(
         self,
@@ -506,14 +400,11 @@ class MetricsCollector:
     ) -> None:
         """Declare a histogram with its help text, label names and bucket bounds; idempotent.
 
-        Defining it again with other label names or buckets raises
-        :class:`ConfigurationError`. ``+Inf`` is added to ``buckets``.
+        ``buckets`` are in the histogram's own unit (the default ones are seconds,
+        for a ``*_seconds`` name); ``+Inf`` is added. Defining it again with other
+        label names or buckets raises :class:`ConfigurationError`.
         """
-        bounds = check_histogram_bounds(name, buckets)
-        if self._histograms.get(name) is None:
-            validate_metric_name(name)
-            self._refuse_clash(name, "histogram")
-        self._histograms.define(name, help, label_names, bounds)
+        self._user.define_histogram(name, help, label_names, buckets)
 
     def observe_histogram(
         self,
@@ -525,68 +416,56 @@ class MetricsCollector:
     ) -> None:
         """Add ``value`` to the histogram ``name`` (exposed with ``_bucket``, ``_sum``, ``_count``).
 
+        ``value`` is in the histogram's own unit (seconds for a ``*_seconds`` name).
         The first call defines it (label names from ``labels``; ``buckets``,
         default :data:`~eventmon.DEFAULT_BUCKETS`) unless :meth:`define_histogram`
         did. Takes a lock. Example:
         ``collector.observe_histogram("db_query_seconds", 0.012, {"table": "events"})``.
         """
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"histogram {name!r}: value must be a number, got {value!r}")
-        # A histogram's _sum is a counter in OpenMetrics: it may not go down.
-        if not 0 <= value < _INF:
-            raise ValueError(f"histogram {name!r}: value must be finite and >= 0, got {value!r}")
-        label_names, values = _split_labels(labels)
-        known = self._histograms.get(name)
-        if known is None or buckets is not None:
-            self.define_histogram(
-                name, "", label_names, DEFAULT_BUCKETS if buckets is None else buckets
-            )
-        elif known[0] != label_names:
-            raise ConfigurationError(
-                f"histogram {name!r} has labels {list(known[0])}, not {list(label_names)}"
-            )
-        self._histograms.observe(name, float(value), values)
-        for listener in self._histogram_listeners:
-            try:
-                listener(name, float(value), label_names, values)
-            except Exception:
-                self.internal_error("histogram_listener")
+        self._user.observe_histogram(name, value, labels, buckets=buckets)
 
-    def add_histogram_listener(
-        self, listener: Callable[[str, float, tuple[str, ...], tuple[str, ...]], object]
-    ) -> None:
+    def add_histogram_listener(self, listener: HistogramListener) -> None:
         """Also hand each :meth:`observe_histogram` value to ``listener``.
 
         ``listener(name, value, label_names, label_values)`` runs in the caller's
         thread (OpenTelemetry records every value so); one that raises is logged
         and counted, never propagated.
         """
-        self._histogram_listeners.append(listener)
+        self._user.add_histogram_listener(listener)
 
-    def _refuse_clash(self, name: str, kind: str) -> None:
-        """Refuse a new family whose names a built-in family or another user family uses.
+    def counters(self) -> dict[str, dict[tuple[str, ...], float]]:
+        """User-defined counters: name -> label values -> total."""
+        return self._user.counters()
 
-        Prometheus rejects an exposition with two families of one name, so this
-        fails when the metric is defined rather than at every scrape.
-        """
-        problem = reserved_name_problem(name, kind)
-        if problem is not None:
-            raise ConfigurationError(problem)
-        mine = family_names(name, kind)
-        defined = (
-            [(n, "counter") for n in self.counter_names()]
-            + [(n, "gauge") for n in list(self._gauge_help)]
-            + [(n, "histogram") for n in self._histograms.names()]
-        )
-        base = name.removesuffix("_total") if kind == "counter" else name
-        for other, other_kind in defined:
-            if other_kind == kind and other == base:
-                continue  # the same family
-            if mine & family_names(other, other_kind):
-                raise ConfigurationError(
-                    f"{kind} name {name!r} clashes with the {other_kind} {other!r}"
-                    " in the exposition; choose another name"
-                )
+    def counter_value(self, name: str, labels: Mapping[str, str] | None = None) -> float:
+        """One counter's total; with ``labels=None``, summed over every label set."""
+        return self._user.counter_value(name, labels)
+
+    def counter_names(self) -> set[str]:
+        """Names of the counters defined so far (incremented or declared)."""
+        return self._user.counter_names()
+
+    def counter_labels(self, name: str) -> tuple[str, ...]:
+        """A counter's label names (``()`` if it has none or is undefined)."""
+        return self._user.counter_labels(name)
+
+    def counter_help(self, name: str) -> str:
+        """The help text given to :meth:`define_counter` (``""`` if none)."""
+        return self._user.counter_help(name)
+
+    def gauges(self) -> dict[str, dict[tuple[str, ...], float]]:
+        """User-defined gauges: name -> label values -> value."""
+        return self._user.gauges()
+
+    def gauge_labels(self, name: str) -> tuple[str, ...]:
+        """A gauge's label names (``()`` if it has none or is undefined)."""
+        return self._user.gauge_labels(name)
+
+    def histograms(self) -> dict[str, HistogramSnapshot]:
+        """User-defined histograms by name (see :meth:`observe_histogram`)."""
+        return self._user.histograms()
+
+    # ------------------------------------------------------ eventmon's own faults
 
     def add_slow_request_hook(self, hook: SlowRequestHook) -> None:
         """Also call ``hook(method, endpoint, status_code, seconds)`` for slow requests."""
@@ -612,143 +491,36 @@ class MetricsCollector:
         except Exception:  # pragma: no cover - logging itself failed
             pass
 
-    # --------------------------------------------------------------------- fold
-
-    def _fold(self, batch: list[tuple[Any, ...]]) -> None:
-        """Add journal entries to the aggregates; runs under the journal lock.
-
-        The loop itself is :mod:`eventmon.core.fold` (compiled when it could be
-        built); it stops at each rotation of the recent histogram.
-        """
-        fold = self._fold_batch
-        window = self._window
-        i = 0
-        while True:
-            i = fold(
-                batch,
-                i,
-                self._series,
-                self._new_series,
-                self._cuts,
-                self._slot_of,
-                self._bucket_of,
-                self._recent,
-                self._recent_until,
-                window.ring,
-                window.size,
-            )
-            if i >= len(batch):
-                return
-            self._rotate_recent(batch[i][4])
-
-    def _rotate_recent(self, now: float) -> None:
-        size = self._window.size
-        if now >= self._recent_until + size:
-            self._recent_prev.reset()  # idle for over a window: nothing recent to keep
-        else:
-            self._recent_prev = self._recent
-        self._recent = LatencyHistogram(self.layout)
-        # Keep rotation instants on a fixed grid from start.
-        periods = math.floor((now - self._recent_until) / size) + 1
-        self._recent_until += periods * size
-
-    def _new_series(self, method: str, endpoint: str, status: int) -> _Series:
-        # The fold calls this for each key it has not seen: the label policy applies here.
-        if type(endpoint) is not str:
-            # Never stored under its own key: each such entry comes back here and counts.
-            endpoint = self._bad_endpoint(endpoint)
-            s = self._series.get((_method_label(method), endpoint, status))
-            if s is not None:
-                return s
-        label = _method_label(method)
-        if label != method:
-            # A made-up method is never stored under its own key, so it cannot grow memory.
-            s = self._series.get((label, endpoint, status))
-            if s is not None:
-                return s
-        key = (label, endpoint, status)
-        if self._series_sets.admit(key) is not key:
-            okey = (OVERFLOW, OVERFLOW, -1)
-            s = self._series.get(okey)
-            if s is None:
-                s = _Series(OVERFLOW, OVERFLOW, OVERFLOW, self._overflow_hist(), len(self.bounds))
-                self._series[okey] = s
-            return s
-        hist = self._endpoint_hists.get(endpoint)
-        if hist is None:
-            one = (endpoint,)
-            if self._endpoint_sets.admit(one) is one:
-                hist = LatencyHistogram(self.layout)
-                self._endpoint_hists[endpoint] = hist
-            else:
-                hist = self._overflow_hist()
-        s = _Series(label, endpoint, str(status), hist, len(self.bounds))
-        self._series[key] = s
-        return s
-
-    def _bad_endpoint(self, endpoint: object) -> str:
-        """The label for an endpoint that is not a string (an app's resolver returned a
-        route id, say): unmatched, counted, since a scrape could not write it."""
-        try:
-            raise TypeError(f"endpoint must be a str, got {type(endpoint).__name__} {endpoint!r}")
-        except TypeError:
-            self.internal_error("collector.labels")
-        return UNMATCHED
-
-    def _overflow_hist(self) -> LatencyHistogram:
-        hist = self._endpoint_hists.get(OVERFLOW)
-        if hist is None:
-            hist = LatencyHistogram(self.layout)
-            self._endpoint_hists[OVERFLOW] = hist
-        return hist
-
     # -------------------------------------------------------------------- reads
+    # Each read drains the journals and reads the aggregates under the journal lock.
 
     def flush(self) -> None:
         """Fold every thread's pending observations now (reads do this themselves)."""
         self._journals.drain()
 
     def series(self) -> list[SeriesSnapshot]:
-        """Every request series with its count, sum and bucket counts."""
+        """Every request series with its count, sum (seconds) and bucket counts."""
         with self._journals.lock:
             self._journals.drain()
-            out = []
-            for s in self._series.values():
-                out.append(
-                    SeriesSnapshot(
-                        s.method, s.endpoint, s.status, s.labels, s.count, s.sum, s.buckets
-                    )
-                )
-        return out
+            return self._aggregates.series()
 
     def endpoints(self) -> list[str]:
         """Endpoints that have a percentile histogram."""
         with self._journals.lock:
             self._journals.drain()
-            return list(self._endpoint_hists)
+            return self._aggregates.endpoints()
 
     def histogram(self, endpoint: str | None = None) -> LatencyHistogram:
-        """A copy of one endpoint's latency histogram, or of all endpoints merged."""
+        """A copy of one endpoint's latency histogram (seconds), or of all endpoints merged."""
         with self._journals.lock:
             self._journals.drain()
-            if endpoint is not None:
-                h = self._endpoint_hists.get(endpoint)
-                return h.copy() if h is not None else LatencyHistogram(self.layout)
-            merged = LatencyHistogram(self.layout)
-            for h in self._endpoint_hists.values():
-                merged.merge(h)
-            return merged
+            return self._aggregates.histogram(endpoint)
 
     def recent_histogram(self) -> LatencyHistogram:
-        """All endpoints' latencies over the last one to two windows."""
+        """All endpoints' latencies (seconds) over the last one to two windows."""
         with self._journals.lock:
             self._journals.drain()
-            now = self.clock()
-            if now >= self._recent_until:
-                self._rotate_recent(now)
-            h = self._recent.copy()
-            h.merge(self._recent_prev)
-            return h
+            return self._aggregates.recent_histogram()
 
     def percentile(self, endpoint: str, p: float) -> float:
         """Percentile ``p`` (0–100) of ``endpoint``'s response time, in milliseconds.
@@ -763,78 +535,28 @@ class MetricsCollector:
         An endpoint that served nothing since the previous call reuses its figures,
         so a scrape of many quiet endpoints costs little.
         """
-        ps = [q * 100.0 for q in self.quantiles]
-        cache = self._percentile_cache
         with self._journals.lock:
             self._journals.drain()
-            out = {}
-            for endpoint, h in self._endpoint_hists.items():
-                if h.total:
-                    cached = cache.get(endpoint)
-                    if cached is not None and cached[0] == h.total:
-                        out[endpoint] = cached[1]
-                    else:
-                        values = h.percentiles(ps)
-                        cache[endpoint] = (h.total, values)
-                        out[endpoint] = values
-        return out
+            return self._aggregates.endpoint_percentiles(self.quantiles)
 
     def in_progress(self) -> int:
         """Requests in progress right now."""
         return self._journals.in_flight()
 
-    def counters(self) -> dict[str, dict[tuple[str, ...], float]]:
-        """User-defined counters: name -> label values -> total."""
-        out: dict[str, dict[tuple[str, ...], float]] = {}
-        for key, v in self._counters.items().items():
-            name: str = key[0]  # type: ignore[index]
-            values: tuple[str, ...] = key[1]  # type: ignore[index]
-            family = name[:-6] if name.endswith("_total") else name
-            per = out.setdefault(family, {})  # capped when written
-            per[values] = per.get(values, 0) + v
-        return out
-
-    def counter_value(self, name: str, labels: Mapping[str, str] | None = None) -> float:
-        """One counter's total; with ``labels=None``, summed over every label set."""
-        family = name[:-6] if name.endswith("_total") else name
-        per = self.counters().get(family, {})
-        if labels is None:
-            return float(sum(per.values()))
-        return float(per.get(_split_labels(labels)[1], 0))
-
     @property
     def window_seconds(self) -> int:
         """Seconds covered by the realtime snapshot's sliding window."""
-        return self._window.size
-
-    def counter_names(self) -> set[str]:
-        """Names of the counters defined so far (incremented or declared)."""
-        return {n[:-6] if n.endswith("_total") else n for n in self._counter_help}
-
-    def counter_labels(self, name: str) -> tuple[str, ...]:
-        return self._counter_help.get(name, ("", ()))[1]
-
-    def counter_help(self, name: str) -> str:
-        """The help text given to :meth:`define_counter` (``""`` if none)."""
-        return self._counter_help.get(name, ("", ()))[0]
-
-    def gauges(self) -> dict[str, dict[tuple[str, ...], float]]:
-        with self._gauge_lock:
-            return {k: dict(v) for k, v in self._gauges.items()}
-
-    def gauge_labels(self, name: str) -> tuple[str, ...]:
-        return self._gauge_help.get(name, ("", ()))[1]
-
-    def histograms(self) -> dict[str, HistogramSnapshot]:
-        """User-defined histograms by name (see :meth:`observe_histogram`)."""
-        return self._histograms.snapshot()
+        return self._aggregates.window.size
 
     def slow_requests(self) -> dict[tuple[str, str], int]:
         """Slow requests by (method, endpoint)."""
         return {k: int(v) for k, v in self._slow.items().items()}  # type: ignore[misc]
 
     def size_histograms(self) -> dict[int, dict[tuple[str, ...], tuple[list[int], float]]]:
-        """Body sizes (:class:`~eventmon.core.sizes.SizeHistograms`): 0 request, 1 response."""
+        """Body sizes in bytes (:class:`~eventmon.core.sizes.SizeHistograms`).
+
+        Keyed 0 for requests, 1 for responses.
+        """
         return self.sizes.snapshot()
 
     def internal_errors(self) -> dict[str, int]:
@@ -842,15 +564,17 @@ class MetricsCollector:
         return {str(k): int(v) for k, v in self._errors.items().items()}
 
     def total_requests(self) -> int:
-        return sum(s.count for s in self.series())
-
-    def get_realtime_metrics(self) -> RealtimeMetrics:
-        """The realtime snapshot over the sliding window."""
+        """Requests recorded since the collector started."""
         with self._journals.lock:
             self._journals.drain()
-            now = self.clock()
-            stats = self._window.stats(now)
-            total = sum(s.count for s in self._series.values())
+            return self._aggregates.total_requests()
+
+    def get_realtime_metrics(self) -> RealtimeMetrics:
+        """The realtime snapshot over the sliding window (response times in milliseconds)."""
+        with self._journals.lock:
+            self._journals.drain()
+            stats = self._aggregates.window_stats(self.clock())
+            total = self._aggregates.total_requests()
         p50, p95, p99 = self.recent_histogram().percentiles((50, 95, 99))
         rss, mem_pct = self._process.memory()
         return RealtimeMetrics(
@@ -874,9 +598,9 @@ class MetricsCollector:
     def add_fold_listener(self, listener: Callable[[list[tuple[Any, ...]]], object]) -> None:
         """Also hand each folded batch of journal entries to ``listener``.
 
-        Entries are ``(method, endpoint, status, seconds, end)``: for exporters that
-        need every observation (OpenTelemetry). It runs under the journal lock, off
-        the request path: it must be quick and must not read the collector. A
+        Entries are ``(method, endpoint, status_code, seconds, end)``: for exporters
+        that need every observation (OpenTelemetry). It runs under the journal lock,
+        off the request path: it must be quick and must not read the collector. A
         listener that raises is logged and counted, never propagated.
         """
         with self._journals.lock:
@@ -892,56 +616,16 @@ class MetricsCollector:
             self._journals.fold = fold
 
     def flush_hooks(self, timeout: float = 5.0) -> bool:
-        """Wait for queued slow-request hooks to run (tests, shutdown)."""
+        """Wait up to ``timeout`` seconds for queued slow-request hooks to run (tests, shutdown)."""
         return self._hooks.flush(timeout)
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Stop background threads; idempotent."""
+        """Stop background threads, waiting up to ``timeout`` seconds; idempotent."""
         self._hooks.shutdown(timeout)
-
-
-def _cut_points(
-    layout: HdrLayout, bounds: tuple[float, ...]
-) -> tuple[list[float], list[int], list[int]]:
-    """Merged cut points of HDR slots and Prometheus bounds, for a one-bisect fold.
-
-    For a value ``v`` in seconds, ``r = bisect_right(cuts, v)`` is its region;
-    ``slot_of[r]`` is its HDR slot (the slot of ``int(v * 1e6)`` microseconds) and
-    ``bucket_of[r]`` its Prometheus bucket (the first bound ``b`` with ``v <= b``).
-    A bound's cut sits just above it, so a value equal to a bound stays in it.
-    """
-    # Slot i holds integer microseconds [value_at(i), value_at(i + 1)); since a value
-    # v lands in int(v * 1e6), slot i starts at v = value_at(i) / 1e6 (slot 0 at -inf).
-    starts = [(layout.value_at(i) / _MICROS, 0, i) for i in range(1, layout.counts_len)]
-    tops = [(math.nextafter(b, math.inf), 1, k + 1) for k, b in enumerate(bounds)]
-    top_slot = layout.index(layout.highest)  # values beyond the range clamp to it
-    cuts: list[float] = []
-    slot_of = [0]
-    bucket_of = [0]
-    slot = bucket = 0
-    for value, kind, n in sorted(starts + tops):
-        if kind == 0:
-            slot = min(n, top_slot)
-        else:
-            bucket = n
-        if cuts and cuts[-1] == value:
-            slot_of[-1], bucket_of[-1] = slot, bucket
-            continue
-        cuts.append(value)
-        slot_of.append(slot)
-        bucket_of.append(bucket)
-    return cuts, slot_of, bucket_of
 
 
 def _bad_seconds(seconds: object) -> str:
     return f"seconds must be a finite number >= 0, got {seconds!r}"
-
-
-def _split_labels(labels: Mapping[str, str] | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    if not labels:
-        return (), ()
-    items = sorted(labels.items())
-    return tuple(k for k, _ in items), tuple(str(v) for _, v in items)
 
 
 _default: MetricsCollector | None = None

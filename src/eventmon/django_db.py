@@ -48,7 +48,7 @@ class DatabaseMetrics:
         # under. increment_counter's checks (about 9 us here) run once per alias in
         # _learn; a statement then costs two dict updates on this thread's cell.
         self._keys: dict[str, tuple[_Key, _Key, _Key]] = {}
-        self._inc = collector._counters.inc
+        self._inc = collector._user.counter_cells.inc
         collector.define_counter(QUERIES, "Database statements executed.", ("database",))
         collector.define_counter(
             QUERY_SECONDS, "Seconds spent executing statements.", ("database",)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from eventmon import MetricsCollector
 from eventmon.core import _native
 from eventmon.core import fold as fold_module
+from eventmon.core.aggregates import RequestAggregates
 from eventmon.core.fold import fold_python
 from servers import IN_CI
 
@@ -49,29 +50,30 @@ steps = st.one_of(
 entries = st.lists(st.tuples(methods, endpoints, statuses, seconds, steps), max_size=300)
 
 
-def _collector(fold: Any, max_label_sets: int) -> MetricsCollector:
+def _aggregates(fold: Any, max_label_sets: int) -> RequestAggregates:
+    """A collector's request aggregates, folding with ``fold``."""
     c = MetricsCollector(
         window=WINDOW, slow_hooks=(), max_label_sets=max_label_sets, clock=lambda: 1000.0
-    )
-    c._fold_batch = fold  # the same tables (arrays) serve both implementations
-    c._cuts = array("d", c._cuts)
-    c._slot_of = array("q", c._slot_of)
-    c._bucket_of = array("q", c._bucket_of)
+    )._aggregates
+    c.fold_batch = fold  # the same tables (arrays) serve both implementations
+    c.cuts = array("d", c.cuts)
+    c.slot_of = array("q", c.slot_of)
+    c.bucket_of = array("q", c.bucket_of)
     return c
 
 
-def _state(c: MetricsCollector) -> dict[str, Any]:
+def _state(c: RequestAggregates) -> dict[str, Any]:
     return {
         "series": {
             k: (s.method, s.endpoint, s.status, s.sums[0], list(s.bucket_counts))
-            for k, s in c._series.items()
+            for k, s in c.series_table.items()
         },
-        "hists": {e: (list(h.counts), list(h.groups)) for e, h in c._endpoint_hists.items()},
-        "recent": list(c._recent.counts),
-        "recent_prev": list(c._recent_prev.counts),
-        "recent_until": c._recent_until,
-        "ring": list(c._window.ring),
-        "overflowed": (c._series_sets.limit.overflowed, c._endpoint_sets.limit.overflowed),
+        "hists": {e: (list(h.counts), list(h.groups)) for e, h in c.endpoint_hists.items()},
+        "recent": list(c.recent.counts),
+        "recent_prev": list(c.recent_prev.counts),
+        "recent_until": c.recent_until,
+        "ring": list(c.window.ring),
+        "overflowed": (c.series_sets.limit.overflowed, c.endpoint_sets.limit.overflowed),
     }
 
 
@@ -91,34 +93,34 @@ def _batches(raw: list[tuple[str, str, int, float, float]]) -> list[list[tuple[A
 def test_compiled_fold_matches_python(
     raw: list[tuple[str, str, int, float, float]], cap: int
 ) -> None:
-    ref = _collector(fold_python, cap)
-    fast = _collector(compiled, cap)
+    ref = _aggregates(fold_python, cap)
+    fast = _aggregates(compiled, cap)
     for batch in _batches(raw):
-        ref._fold(list(batch))
-        fast._fold(list(batch))
+        ref.fold(list(batch))
+        fast.fold(list(batch))
     assert _state(fast) == _state(ref)
-    assert sum(s.count for s in fast._series.values()) == len(raw)
+    assert sum(s.count for s in fast.series_table.values()) == len(raw)
 
 
 def test_equal_labels_of_different_objects_share_a_series() -> None:
     # Journals hold whatever strings the server made; equal is enough.
-    c = _collector(compiled, 1000)
+    c = _aggregates(compiled, 1000)
     a, b = "/events/{event_id}", "".join(["/events/", "{event_id}"])
     assert a is not b
-    c._fold([("GET", a, 200, 0.01, 1000.1), ("GET", b, 200, 0.02, 1000.2)])
-    (s,) = c._series.values()
+    c.fold([("GET", a, 200, 0.01, 1000.1), ("GET", b, 200, 0.02, 1000.2)])
+    (s,) = c.series_table.values()
     assert s.count == 2
     assert math.isclose(s.sum, 0.03)
 
 
 def test_many_series_in_one_batch() -> None:
     # More series than the C fold holds buffers for at once (it recycles them).
-    ref, fast = _collector(fold_python, 1000), _collector(compiled, 1000)
+    ref, fast = _aggregates(fold_python, 1000), _aggregates(compiled, 1000)
     batch = [("GET", f"/e/{i % 70}", 200 + i % 3, i / 1e4, 1000.0 + i / 100) for i in range(2000)]
-    ref._fold(list(batch))
-    fast._fold(list(batch))
+    ref.fold(list(batch))
+    fast.fold(list(batch))
     assert _state(fast) == _state(ref)
-    assert len(fast._series) == 210
+    assert len(fast.series_table) == 210
 
 
 @pytest.mark.parametrize(
@@ -132,41 +134,41 @@ def test_many_series_in_one_batch() -> None:
 )
 def test_bad_entries_raise_like_python(entry: tuple[Any, ...], error: type[Exception]) -> None:
     for fold in (fold_python, compiled):
-        c = _collector(fold, 1000)
+        c = _aggregates(fold, 1000)
         with pytest.raises(error):
-            c._fold([entry])
+            c.fold([entry])
 
 
 def test_bad_tables_are_refused() -> None:
-    c = _collector(compiled, 1000)
+    c = _aggregates(compiled, 1000)
     args = [
         [("GET", "/x", 200, 0.1, 1000.0)],
         0,
-        c._series,
+        c.series_table,
         c._new_series,
-        c._cuts,
-        c._slot_of,
-        c._bucket_of,
-        c._recent,
-        c._recent_until,
-        c._window.ring,
-        c._window.size,
+        c.cuts,
+        c.slot_of,
+        c.bucket_of,
+        c.recent,
+        c.recent_until,
+        c.window.ring,
+        c.window.size,
     ]
     with pytest.raises(TypeError):
-        compiled(*args[:4], list(c._cuts), *args[5:])
+        compiled(*args[:4], list(c.cuts), *args[5:])
     with pytest.raises(ValueError, match="sizes"):
-        compiled(*args[:5], array("q", c._slot_of[:-1]), *args[6:])
+        compiled(*args[:5], array("q", c.slot_of[:-1]), *args[6:])
     with pytest.raises(ValueError, match="start"):
         compiled(args[0], -1, *args[2:])
     with pytest.raises(ValueError, match="sizes"):  # a window larger than its ring
         compiled(*args[:10], 2**59)
-    assert c._series == {}  # nothing was folded
+    assert c.series_table == {}  # nothing was folded
 
 
 def test_the_collector_uses_the_compiled_fold() -> None:
     # (The module is skipped when EVENTMON_PURE_PYTHON selects the Python fold.)
     assert fold_module.fold is compiled
-    assert MetricsCollector()._fold_batch is fold_module.fold
+    assert MetricsCollector()._aggregates.fold_batch is fold_module.fold
 
 
 def test_the_extension_was_built() -> None:
@@ -182,11 +184,11 @@ def test_statuses_that_are_not_plain_ints_compare_as_in_python() -> None:
         ("GET", "/s", 2**70, 0.01, 1000.3),
         ("GET", "/s", 200.0, 0.01, 1000.4),
     ]
-    ref, fast = _collector(fold_python, 1000), _collector(compiled, 1000)
-    ref._fold(list(batch))
-    fast._fold(list(batch))
+    ref, fast = _aggregates(fold_python, 1000), _aggregates(compiled, 1000)
+    ref.fold(list(batch))
+    fast.fold(list(batch))
     assert _state(fast) == _state(ref)
-    assert fast._window.stats(1000.5).errors == 2
+    assert fast.window.stats(1000.5).errors == 2
 
 
 def test_the_extension_is_not_used_in_a_sub_interpreter(tmp_path: Any) -> None:

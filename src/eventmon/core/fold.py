@@ -53,7 +53,7 @@ def fold_python(  # noqa: PLR0917 - positional, like the C function
     bounds gives both the HDR slot and the bucket of a value.
     """
     # Only the slots: the recent histogram's group totals are rebuilt when it is
-    # read (MetricsCollector.recent_histogram merges it into a fresh copy).
+    # read (RequestAggregates.recent_histogram merges it into a fresh copy).
     recent_counts = recent.counts
     # The current window slot covers [sec_start, sec_end); base is its offset in ring.
     sec_start = sec_end = -1.0

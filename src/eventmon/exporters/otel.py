@@ -133,7 +133,7 @@ class OTelBridge:
             return
         hist = self._histograms.get(name)
         if hist is None:
-            known = self.collector._histograms.get(name)
+            known = self.collector._user.user_histograms.get(name)
             bounds = list(known[1]) if known is not None else None
             hist = self._meter.create_histogram(
                 name, description=f"Histogram {name}.", explicit_bucket_boundaries_advisory=bounds
