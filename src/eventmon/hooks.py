@@ -25,7 +25,10 @@ _Item = tuple[str, str, int, float] | threading.Event | None
 
 
 def log_slow_request(method: str, endpoint: str, status_code: int, seconds: float) -> None:
-    """The default hook: ``Slow request detected: GET /events/{event_id} - 1234ms``."""
+    """The default hook: ``Slow request detected: GET /events/{event_id} - 1234ms``.
+
+    ``seconds`` is the request's duration; the message shows it in milliseconds.
+    """
     logger.warning(
         "Slow request detected: %s %s - %dms (status %d)",
         method,
@@ -36,7 +39,11 @@ def log_slow_request(method: str, endpoint: str, status_code: int, seconds: floa
 
 
 class SlowRequestDispatcher:
-    """Queues slow requests and calls the hooks on a daemon thread."""
+    """Queues slow requests and calls the hooks on a daemon thread.
+
+    ``on_error(where)`` counts a hook that raised; past ``max_pending`` queued
+    requests, further ones are counted in ``dropped`` instead.
+    """
 
     def __init__(
         self,
@@ -55,10 +62,11 @@ class SlowRequestDispatcher:
         self._start_lock = threading.Lock()
 
     def add_hook(self, hook: SlowRequestHook) -> None:
+        """Also call ``hook(method, endpoint, status_code, seconds)``."""
         self.hooks.append(hook)
 
     def submit(self, method: str, endpoint: str, status_code: int, seconds: float) -> None:
-        """Hand one slow request to the hooks; returns at once."""
+        """Hand one slow request (its duration in ``seconds``) to the hooks; returns at once."""
         if not self.hooks:
             return
         if self._pid != os.getpid():  # first use, or first use after a fork
@@ -96,7 +104,8 @@ class SlowRequestDispatcher:
                     self._on_error("slow_hook")
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every slow request queued so far has gone through the hooks."""
+        """Wait up to ``timeout`` seconds until every slow request queued so far has
+        gone through the hooks; ``False`` if they had not by then."""
         thread = self._thread
         if thread is None or not thread.is_alive() or self._pid != os.getpid():
             return True
@@ -105,7 +114,10 @@ class SlowRequestDispatcher:
         return done.wait(timeout)
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Stop the hook thread after the queued items (idempotent)."""
+        """Stop the hook thread after the queued items, waiting up to ``timeout`` seconds.
+
+        Idempotent.
+        """
         thread = self._thread
         if thread is None or not thread.is_alive() or self._pid != os.getpid():
             return
