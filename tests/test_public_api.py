@@ -38,7 +38,7 @@ PUBLIC_MODULES = [
         ],
     ),
     ("eventmon.alerting.cli", ["register"]),
-    ("eventmon.alerting.engine", ["AlertEngine", "AlertStatus"]),
+    ("eventmon.alerting.engine", ["AlertEngine", "AlertStatus", "EVALUATOR_GAUGE"]),
     (
         "eventmon.alerting.expr",
         [

@@ -8,6 +8,11 @@ resolved notice goes out. Evaluation runs on a background thread
 (:meth:`AlertEngine.start`) or an asyncio task (:meth:`AlertEngine.lifespan`);
 it never raises into the app: faults are logged and counted.
 
+Under worker aggregation (``EVENTMON_MULTIPROC_DIR``) every worker may start an
+engine: the loops elect one evaluator per directory (an ``flock`` on
+``engine.lock``), which reads the instance's merged figures and alone notifies;
+the others keep sampling so that one of them can take over within ``interval``.
+
 Example::
 
     engine = AlertEngine(collector, default_rules(), notifiers=[SlackNotifier(url)])
@@ -27,7 +32,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from eventmon._exceptions import ConfigurationError, RuleError
 from eventmon._validate import seconds
@@ -39,7 +44,13 @@ from eventmon.alerting.rules import AlertRule, check_unique
 from eventmon.collector import MetricsCollector, default_collector
 from eventmon.types import Clock
 
-__all__ = ["AlertEngine", "AlertStatus"]
+if TYPE_CHECKING:
+    from eventmon.exporters.multiprocess._leader import EvaluatorLock
+
+__all__ = ["EVALUATOR_GAUGE", "AlertEngine", "AlertStatus"]
+
+#: Gauge set under worker aggregation: 1 in the worker whose engine evaluates, 0 elsewhere.
+EVALUATOR_GAUGE = "eventmon_alert_evaluator"
 
 logger = logging.getLogger("eventmon.alerting")
 
@@ -135,6 +146,8 @@ class AlertEngine:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pid = 0
+        self._leader: EvaluatorLock | None = None
+        self._leading = False
         self.evaluations = 0
         for rule in check_unique(rules):
             self.add_rule(rule)
@@ -285,15 +298,84 @@ class AlertEngine:
             self.collector.set_gauge(SCALE_OUT_GAUGE, ev.duration)
         self.dispatcher.dispatch(ev)
 
+    # ------------------------------------------------------------ leadership
+
+    @property
+    def leading(self) -> bool:
+        """Whether this engine's loop evaluates and notifies.
+
+        Always true in one process. Under worker aggregation, true in the one
+        worker whose loop holds the directory's evaluator lock (``engine.lock``).
+        """
+        if self.collector.multiprocess is None:
+            return True
+        return self._leading and self._leader is not None and self._leader.held
+
+    def _lead(self) -> bool:
+        """Take or keep the evaluator lock if aggregated; whether to evaluate now."""
+        agg = self.collector.multiprocess
+        lock = self._leader
+        if agg is None:
+            if lock is not None:
+                lock.release()
+                self._leader = None
+            return True
+        if lock is None or lock.directory != agg.directory:
+            from eventmon.exporters.multiprocess._leader import EvaluatorLock
+
+            if lock is not None:
+                lock.release()
+            lock = self._leader = EvaluatorLock(agg.directory)
+        leading = lock.poll()
+        if leading and not self._leading:
+            logger.info("eventmon: pid %d now evaluates the alert rules", os.getpid())
+            with self._lock:
+                # Another worker led until now: whatever this engine held is stale.
+                for name, a in self._alerts.items():
+                    self._alerts[name] = _Alert(a.rule, a.condition)
+        self._leading = leading
+        self.collector.set_gauge(EVALUATOR_GAUGE, 1.0 if leading else 0.0)
+        return leading
+
+    def _follow(self) -> None:
+        """Sample without evaluating: keeps the windows' history for a takeover."""
+        if self.collector.multiprocess is None:
+            return
+        with self._lock:
+            refs = {m.key: (m.key, m.name, m.labels) for a in self._alerts.values()
+                    for m in a.condition.metrics}  # fmt: skip
+            if refs:
+                self.metrics.sample(refs.values())
+
+    def _resign(self) -> None:
+        lock = self._leader
+        if lock is not None:
+            lock.release()
+            if self._leading and self.collector.multiprocess is not None:
+                self.collector.set_gauge(EVALUATOR_GAUGE, 0.0)
+        self._leading = False
+
     # ---------------------------------------------------------------- thread
 
     def _safe_evaluate(self) -> None:
         try:
-            self.evaluate()
+            if self._lead():
+                self.evaluate()
+            else:
+                self._follow()
+        except Exception:
+            self.collector.internal_error("alert_engine")
+
+    def _prime(self) -> None:
+        """At start: take the lead if free, and the merged windows' baseline."""
+        try:
+            self._lead()
+            self._follow()
         except Exception:
             self.collector.internal_error("alert_engine")
 
     def _run(self) -> None:
+        self._prime()
         while not self._stop.wait(self.interval):
             self._safe_evaluate()
 
@@ -315,6 +397,7 @@ class AlertEngine:
         if t is not None and t is not threading.current_thread():
             t.join(timeout)
         self._thread = None
+        self._resign()
         self.dispatcher.shutdown(timeout)
 
     @property
@@ -326,6 +409,7 @@ class AlertEngine:
 
     async def run_async(self) -> None:
         """Evaluate every ``interval`` seconds until cancelled (off the event loop)."""
+        await asyncio.to_thread(self._prime)
         while True:
             await asyncio.sleep(self.interval)
             await asyncio.to_thread(self._safe_evaluate)
@@ -340,4 +424,5 @@ class AlertEngine:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            self._resign()
             await asyncio.to_thread(self.dispatcher.shutdown, 5.0)

@@ -12,6 +12,9 @@ Built in (units in brackets; ``{endpoint="..."}`` selects one endpoint):
   (so an alert clears once errors stop) and ``<name>_total`` its running total;
   every gauge the app sets, by name (the largest value across label sets).
 
+With worker aggregation on (``EVENTMON_MULTIPROC_DIR``) every value is the
+instance's: read from the workers' merged counts (:mod:`eventmon.alerting._merged`).
+
 ``db_connection_errors`` always exists; count one with
 :func:`count_db_connection_error`, or let :func:`instrument_sqlalchemy` do it.
 """
@@ -24,6 +27,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from eventmon.alerting._merged import _PCT, MergedSampler
 from eventmon.alerting.expr import MetricInfo
 from eventmon.collector import MetricsCollector, default_collector
 from eventmon.core.histogram import LatencyHistogram
@@ -54,8 +58,6 @@ _SNAPSHOT = frozenset(
     }
 )
 _EP = frozenset({"endpoint"})
-_PCT = {"p50_response_time": 50.0, "p90_response_time": 90.0, "p95_response_time": 95.0,
-        "p99_response_time": 99.0}  # fmt: skip
 
 BUILTIN_METRICS: dict[str, MetricInfo] = {
     m.name: m
@@ -125,6 +127,7 @@ class RuleMetrics:
         self._lock = threading.Lock()
         self._counter_hist: dict[str, deque[tuple[float, float]]] = {}
         self._ep_hist: dict[str, deque[tuple[float, LatencyHistogram]]] = {}
+        self._merged: MergedSampler | None = None
 
     def catalog(self) -> dict[str, MetricInfo]:
         """Every metric a rule may name right now."""
@@ -158,6 +161,18 @@ class RuleMetrics:
     def _sample(self, refs: list[tuple[str, str, tuple[tuple[str, str], ...]]]) -> dict[str, float]:
         now = self.clock()
         c = self.collector
+        if c.multiprocess is not None:
+            # Worker aggregation: the instance's figures, not this worker's slice.
+            if self._merged is None:
+                self._merged = MergedSampler(self.window)
+            return self._merged.sample(
+                c.multiprocess.view(),
+                refs,
+                now,
+                builtin=BUILTIN_METRICS,
+                declared=self.declared,
+                scale_out_gauge=SCALE_OUT_GAUGE,
+            )
         out: dict[str, float] = {}
         names = {name for _, name, _ in refs}
         snap = None

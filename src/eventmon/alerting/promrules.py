@@ -25,6 +25,7 @@ from pathlib import Path
 
 from eventmon._exceptions import RuleError
 from eventmon._validate import bucket_bounds, number
+from eventmon.alerting._merged import _PCT
 from eventmon.alerting.expr import (
     And,
     Compare,
@@ -35,7 +36,7 @@ from eventmon.alerting.expr import (
     Not,
     Number,
 )
-from eventmon.alerting.metrics import _PCT, BUILTIN_METRICS, SCALE_OUT_GAUGE
+from eventmon.alerting.metrics import BUILTIN_METRICS, SCALE_OUT_GAUGE
 from eventmon.alerting.rules import AlertRule, format_duration, parse_duration
 from eventmon.core.histogram import DEFAULT_BUCKETS
 

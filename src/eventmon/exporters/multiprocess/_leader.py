@@ -1,0 +1,104 @@
+"""One alert evaluator per aggregation directory: whoever holds ``engine.lock``.
+
+Every worker's alert engine tries, at each tick, an exclusive non-blocking
+``flock`` on ``engine.lock`` in the directory. The one that gets it evaluates
+and notifies; the others stay quiet. The kernel drops the lock when its holder
+exits, however it exits, so another worker takes over at its next tick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import stat
+from pathlib import Path
+
+__all__ = ["EVALUATOR_LOCK", "EvaluatorLock"]
+
+#: The lock file's name in the aggregation directory.
+EVALUATOR_LOCK = "engine.lock"
+
+_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _open_lock(path: Path) -> int:
+    """The lock file's descriptor: a regular file, mode 0600, never through a symlink."""
+    for _ in range(2):
+        try:
+            fd = os.open(path, _FLAGS, 0o600)
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            path.unlink()  # a symbolic link planted as the lock file
+            continue
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+        os.close(fd)
+        path.unlink()  # a FIFO or device planted under the name: make a real file
+    raise OSError(errno.EEXIST, f"{path} keeps being replaced by something not a file")
+
+
+class EvaluatorLock:
+    """An exclusive ``flock`` on ``directory/engine.lock``, taken without waiting.
+
+    :meth:`poll` takes the lock if it is free and reports whether this process
+    holds it; :meth:`release` gives it up. A forked child never inherits the
+    parent's hold (it polls afresh); a lock file removed or replaced (the
+    directory cleaned while the server runs) counts as lost, so two workers can
+    never both lead through two different files.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / EVALUATOR_LOCK
+        self._fd: int | None = None
+        self._pid = os.getpid()
+
+    @property
+    def held(self) -> bool:
+        """Whether this process held the lock at the last :meth:`poll`."""
+        return self._fd is not None and self._pid == os.getpid()
+
+    def poll(self) -> bool:
+        """Keep or take the lock; True while this process holds it. Never blocks."""
+        if self._pid != os.getpid():
+            # A forked child: the descriptor shares the parent's hold. Closing it
+            # (never LOCK_UN, which would free the parent's) forgets it here only.
+            self._pid = os.getpid()
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                os.close(fd)
+        if self._fd is not None:
+            if self._still_the_file(self._fd):
+                return True
+            self.release()
+        try:
+            fd = _open_lock(self.path)
+        except FileNotFoundError:
+            return False  # the directory is gone; the aggregator makes it again
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return False
+            raise
+        self._fd = fd
+        return True
+
+    def _still_the_file(self, fd: int) -> bool:
+        try:
+            now = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
+    def release(self) -> None:
+        """Give the lock up (another worker takes it at its next poll); idempotent."""
+        fd, self._fd = self._fd, None
+        if fd is not None and self._pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(fd)  # the last descriptor closed releases the flock
