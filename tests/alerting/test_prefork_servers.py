@@ -1,0 +1,116 @@
+"""One alert notice per instance under a real gunicorn with three sync workers."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from servers import PYTHON, free_port, running
+
+pytestmark = pytest.mark.slow
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def _poll(what: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """``what()`` once it returns something truthy (else fail after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = what()
+        if got:
+            return got
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def _evaluators(port: int) -> dict[str, float]:
+    """``eventmon_alert_evaluator`` per worker, from a merged scrape."""
+    status, body = _get(port, "/metrics")
+    assert status == 200
+    out = {}
+    for line in body.decode().splitlines():
+        if line.startswith("eventmon_alert_evaluator{"):
+            name, value = line.rsplit(" ", 1)
+            out[name.split('"')[1]] = float(value)
+    return out
+
+
+def _engine(port: int) -> dict[str, Any]:
+    status, body = _get(port, "/engine")
+    assert status == 200
+    doc: dict[str, Any] = json.loads(body)
+    return doc
+
+
+def test_gunicorn_three_workers_send_one_notice_from_the_instance_s_count(
+    tmp_path: Path, http_receiver
+) -> None:
+    port = free_port()
+    env = {
+        "EVENTMON_MULTIPROC_DIR": str(tmp_path / "mp"),
+        "EVENTMON_MULTIPROC_INTERVAL": "0.2",
+        "ALERT_URL": http_receiver.url + "/hook",
+        "ALERT_THRESHOLD": "25",
+    }
+    cmd = [
+        PYTHON, "-m", "gunicorn", "-w", "3", "-b", f"127.0.0.1:{port}",
+        "--graceful-timeout", "5", "apps.mp_alert_app:app",
+    ]  # fmt: skip
+    with running(cmd, port, env=env):
+        # Every worker's engine is up, and exactly one leads.
+        evaluators = _poll(lambda: (e := _evaluators(port)) and len(e) == 3 and e)
+        assert sorted(evaluators.values()) == [0.0, 0.0, 1.0]
+        (leader,) = [pid for pid, v in evaluators.items() if v == 1.0]
+
+        # 30 failures spread over the workers: each counts at most 25, so only the
+        # instance's sum crosses the threshold.
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: _get(port, "/fail"), range(30)))
+        assert {status for status, _ in answers} == {500}
+        per_worker = [sum(1 for _, b in answers if b == pid) for pid in {b for _, b in answers}]
+        assert len(per_worker) >= 2
+        assert max(per_worker) <= 25
+
+        (notice,) = http_receiver.wait_for("/hook", 1, timeout=30)
+        assert notice.body["name"] == "checkout_failing"
+        assert notice.body["status"] == "firing"
+        assert notice.body["value"] > 25
+
+        # The leader evaluates ten more times (the others not at all): still one notice.
+        first = _poll(lambda: (d := _engine(port))["leading"] and d)
+        assert str(first["pid"]) == leader
+        _poll(
+            lambda: (
+                (d := _engine(port))["leading"] and d["evaluations"] >= first["evaluations"] + 10
+            )
+        )
+        followers = _poll(lambda: None if (d := _engine(port))["leading"] else d)
+        assert followers["evaluations"] == 0
+        assert followers["firing"] == []
+        assert len(http_receiver.on("/hook")) == 1
+
+        # The leader killed outright: another worker takes over (gunicorn starts a
+        # replacement for the dead one).
+        os.kill(int(leader), signal.SIGKILL)
+        evaluators = _poll(
+            lambda: (e := _evaluators(port)) and leader not in e and sum(e.values()) == 1 and e
+        )
+        (new_leader,) = [pid for pid, v in evaluators.items() if v == 1.0]
+        assert new_leader != leader
