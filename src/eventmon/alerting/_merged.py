@@ -17,12 +17,14 @@ worker keeps sampling while it does not lead, so a new leader has the history.
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from eventmon.core.histogram import LatencyHistogram
 from eventmon.core.process import ResourceLimits, instance_limits
+from eventmon.snapshot import RealtimeMetrics
 
 if TYPE_CHECKING:
     from eventmon.exporters.multiprocess import MergedView
@@ -32,6 +34,11 @@ __all__ = ["MergedSampler"]
 _PCT = {"p50_response_time": 50.0, "p90_response_time": 90.0, "p95_response_time": 95.0,
         "p99_response_time": 99.0}  # fmt: skip
 
+_REALTIME = [(n, n, ()) for n in (
+    "active_connections", "requests_per_second", "avg_response_time", "error_rate",
+    "memory_usage", "cpu_usage", "memory_rss_bytes",
+    "p50_response_time", "p95_response_time", "p99_response_time",
+)]  # fmt: skip
 _T = TypeVar("_T")
 Ref = tuple[str, str, tuple[tuple[str, str], ...]]
 
@@ -63,10 +70,19 @@ def _totals(view: MergedView) -> _Totals:
     return _Totals(float(requests), float(errors), latency, cpu)
 
 
-def _slide(hist: deque[tuple[float, _T]], now: float, window: float) -> None:
+def _advance(
+    hist: deque[tuple[float, _T]], now: float, value: _T, window: float, step: float
+) -> tuple[float, _T] | None:
+    """Record ``value`` (at most one sample per ``step``); the baseline, None at first."""
+    if not hist:
+        hist.append((now, value))
+        return None
+    if now - hist[-1][0] >= step:
+        hist.append((now, value))
     # Keep one sample at or before the window's start as the baseline.
     while len(hist) > 1 and hist[1][0] <= now - window:
         hist.popleft()
+    return hist[0]
 
 
 class MergedSampler:
@@ -76,14 +92,23 @@ class MergedSampler:
         window: seconds the windowed values cover (the collector's window).
         limits: what the instance may use, for ``cpu_usage`` and ``memory_usage``
             (default: the container's limits, else the host's).
+        step: keep at most one past sample per this many seconds (a reader that
+            samples every second, like the dashboard, keeps a few, not one per call).
     """
 
-    def __init__(self, window: float, *, limits: ResourceLimits | None = None) -> None:
+    def __init__(
+        self, window: float, *, limits: ResourceLimits | None = None, step: float = 0.0
+    ) -> None:
         self.window = window
+        self.step = step
         self._limits = limits
         self._totals: deque[tuple[float, _Totals]] = deque()
         self._counters: dict[str, deque[tuple[float, float]]] = {}
         self._hists: dict[str | None, deque[tuple[float, LatencyHistogram]]] = {}
+        self._steps = (window, step)
+        #: seconds the last sample's windowed values cover, and the requests ever served
+        self.span = 0.0
+        self.total_requests = 0
 
     def sample(
         self,
@@ -100,11 +125,12 @@ class MergedSampler:
         declared = set(declared)
         out: dict[str, float] = {}
         current = _totals(view)
-        first = not self._totals
-        self._totals.append((now, current))
-        _slide(self._totals, now, self.window)
-        base_t, base = self._totals[0]
+        baseline = _advance(self._totals, now, current, self.window, self.step)
+        first = baseline is None
+        base_t, base = baseline or (now, current)
         span = max(now - base_t, 1.0)
+        self.span = span
+        self.total_requests = int(current.requests)
         d = _Totals(*(max(c - b, 0.0) for c, b in zip(current, base, strict=True)))
         counters = view.counters()
         gauges = view.gauges()
@@ -149,15 +175,36 @@ class MergedSampler:
                 out[key] = self._increase(name, float(sum(counters.get(name, {}).values())), now)
         return out
 
+    def realtime(self, view: MergedView, now: float) -> RealtimeMetrics:
+        """The instance's realtime snapshot (as ``get_realtime_metrics()`` for one process).
+
+        Windowed figures read 0 until the second sample.
+        """
+        names = [name for name, _, _ in _REALTIME]
+        v = self.sample(view, _REALTIME, now, builtin=names, declared=(), scale_out_gauge="")
+        v = {k: 0.0 if math.isnan(x) else x for k, x in v.items()}
+        return RealtimeMetrics(
+            active_connections=int(v["active_connections"]),
+            requests_per_second=v["requests_per_second"],
+            average_response_time=v["avg_response_time"],
+            error_rate=v["error_rate"],
+            memory_usage=v["memory_usage"],
+            cpu_usage=v["cpu_usage"],
+            memory_rss_bytes=int(v["memory_rss_bytes"]),
+            p50_response_time=v["p50_response_time"],
+            p95_response_time=v["p95_response_time"],
+            p99_response_time=v["p99_response_time"],
+            total_requests=self.total_requests,
+            window_seconds=min(self.span, self.window) if self.span else 0.0,
+            timestamp=time.time(),
+        )
+
     def _increase(self, name: str, total: float, now: float) -> float:
-        hist = self._counters.get(name)
-        if hist is None:
-            # The instance may have counted for hours before this first look.
-            self._counters[name] = deque([(now, total)])
+        # The instance may have counted for hours before the first look: NaN then.
+        baseline = _advance(self._counters.setdefault(name, deque()), now, total, *self._steps)
+        if baseline is None:
             return math.nan
-        hist.append((now, total))
-        _slide(hist, now, self.window)
-        base = hist[0][1]
+        base = baseline[1]
         return total - base if total >= base else total  # a reset counts from zero
 
     def _window_histogram(
@@ -170,13 +217,10 @@ class MergedSampler:
             current = LatencyHistogram(view.layout)
             for ep in view.endpoints():
                 current.merge(view.histogram(ep))
-        hist = self._hists.get(endpoint)
-        if hist is None:
-            self._hists[endpoint] = deque([(now, current)])
+        baseline = _advance(self._hists.setdefault(endpoint, deque()), now, current, *self._steps)
+        if baseline is None:
             return None
-        hist.append((now, current))
-        _slide(hist, now, self.window)
-        base = hist[0][1]
+        base = baseline[1]
         diff = current.copy()
         counts = diff.counts
         for i, n in enumerate(base.counts):

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from eventmon import __version__
@@ -25,7 +25,12 @@ from eventmon._auth import bearer_credentials, check_token, token_matches
 from eventmon._exceptions import ConfigurationError
 from eventmon.collector import MetricsCollector, default_collector
 from eventmon.core._native import ACCELERATOR, REASON
+from eventmon.snapshot import RealtimeMetrics
 from eventmon.types import Clock
+
+if TYPE_CHECKING:
+    from eventmon.alerting._merged import MergedSampler
+    from eventmon.exporters.multiprocess import MergedView
 
 __all__ = ["API_VERSION", "Dashboard", "Provider", "Response"]
 
@@ -166,6 +171,8 @@ class Dashboard:
         self._table: tuple[float, list[dict[str, Any]]] | None = None
         self._last_sample = -math.inf
         self._static: dict[str, bytes] = {}
+        self._merged: MergedSampler | None = None
+        self._view: tuple[float, MergedView] | None = None
 
     # ----------------------------------------------------------------- access
 
@@ -192,11 +199,20 @@ class Dashboard:
             cached = self._snap
             if cached is not None and now - cached[0] < min(0.5, self.stream_interval / 2):
                 return cached[1]
-        rt = self.collector.get_realtime_metrics()
+        view = self.merged_view()
+        if view is None:
+            rt = self.collector.get_realtime_metrics()
+            endpoints = len(self.collector.endpoints())
+        else:
+            rt = self._merged_realtime(view, now)
+            endpoints = len(view.endpoints())
         doc: dict[str, Any] = {
             "apiVersion": API_VERSION,
             **{k: (_round(v) if isinstance(v, float) else v) for k, v in rt.to_dict().items()},
-            "endpointCount": len(self.collector.endpoints()),
+            "endpointCount": endpoints,
+            # Worker aggregation: the figures are every worker's, merged.
+            "aggregated": view is not None,
+            "workers": view.workers if view is not None else 1,
             "uptimeSeconds": _round(time.time() - self.collector.started, 1),
             # Which eventmon, and whether its C accelerator runs ("c") or not ("python").
             "version": __version__,
@@ -223,6 +239,31 @@ class Dashboard:
                 )
         return doc
 
+    def merged_view(self) -> MergedView | None:
+        """Every worker merged (cached briefly) under worker aggregation, else None."""
+        agg = self.collector.multiprocess
+        if agg is None:
+            return None
+        now = self.clock()
+        with self._lock:
+            cached = self._view
+            if cached is not None and now - cached[0] < min(0.5, self.stream_interval / 2):
+                return cached[1]
+        view: MergedView = agg.view()
+        with self._lock:
+            self._view = (now, view)
+        return view
+
+    def _merged_realtime(self, view: MergedView, now: float) -> RealtimeMetrics:
+        from eventmon.alerting._merged import MergedSampler
+
+        window = float(self.collector.window_seconds)
+        with self._lock:
+            if self._merged is None:
+                # A sample per 1/12 window is plenty for a window's rate; not one per call.
+                self._merged = MergedSampler(window, step=window / 12)
+            return self._merged.realtime(view, now)
+
     def sample(self) -> None:
         """Take a history sample now if one is due (a host may call this periodically)."""
         try:
@@ -242,8 +283,10 @@ class Dashboard:
             cached = self._table
             if cached is not None and now - cached[0] < 1.0:
                 return cached[1]
+        view = self.merged_view()
+        source: Any = self.collector if view is None else view
         agg: dict[str, list[float]] = {}
-        for s in self.collector.series():
+        for s in source.series():
             row = agg.get(s.endpoint)
             if row is None:
                 row = agg[s.endpoint] = [0, 0, 0.0]
@@ -251,8 +294,8 @@ class Dashboard:
             row[2] += s.sum
             if s.status_code.isdigit() and int(s.status_code) >= 500:
                 row[1] += s.count
-        quantiles = self.collector.quantiles
-        pct = self.collector.endpoint_percentiles()
+        quantiles = tuple(source.quantiles)
+        pct = source.endpoint_percentiles()
         idx = {q: quantiles.index(q) for q in (0.5, 0.95, 0.99) if q in quantiles}
         rows: list[dict[str, Any]] = []
         for endpoint, (count, errors, total) in agg.items():
@@ -270,7 +313,7 @@ class Dashboard:
                     _round(values[i] * 1000.0) if values is not None and i is not None else None
                 )
             if idx.get(0.95) is None:
-                row_doc["p95_ms"] = _round(self.collector.percentile(endpoint, 95))
+                row_doc["p95_ms"] = _round(source.histogram(endpoint).percentile(95) * 1000.0)
             rows.append(row_doc)
         with self._lock:
             self._table = (now, rows)

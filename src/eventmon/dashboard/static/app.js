@@ -114,6 +114,8 @@
     if (!s.version) return;
     // "python" means the C accelerator is not in use: same numbers, more cost per request.
     b.textContent = "v" + s.version + " · " + (s.accelerator === "c" ? "C accelerator" : "pure Python");
+    // Worker aggregation: every figure is the whole server's, merged over its workers.
+    if (s.aggregated) b.textContent += " · " + s.workers + (s.workers === 1 ? " worker" : " workers") + " merged";
     b.dataset.accelerator = s.accelerator;
     b.title = s.accelerator === "c" ? "request path compiled (C accelerator)"
       : "pure-Python request path: " + (s.acceleratorReason || "C accelerator not in use");
