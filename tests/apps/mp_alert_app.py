@@ -41,6 +41,7 @@ def state() -> object:
         leading=engine.leading,
         evaluations=engine.evaluations,
         firing=engine.firing(),
+        value=engine.alerts()[0].value,
     )
 
 
