@@ -21,7 +21,7 @@ from eventmon.alerting.metrics import RuleMetrics
 from eventmon.alerting.notifiers import WebhookNotifier
 from eventmon.core.process import ResourceLimits
 from eventmon.exporters.multiprocess import disable, enable
-from eventmon.exporters.multiprocess._leader import EVALUATOR_LOCK, EvaluatorLock
+from eventmon.exporters.multiprocess._leader import ALERTS_FILE, EVALUATOR_LOCK, EvaluatorLock
 
 
 class Workers:
@@ -151,8 +151,11 @@ def test_only_one_worker_notifies(workers: Workers, http_receiver) -> None:
         # (the others' counts arrive with their next periodic write).
         _wait(lambda: leader.alerts()[0].value == 6.0)
         followers = [e for e in engines if e is not leader]
-        assert [(e.evaluations, e.firing()) for e in followers] == [(0, []), (0, [])]
+        assert [e.evaluations for e in followers] == [0, 0]
         assert leader.firing() == ["payment_failing"]
+        # The others show the leader's alerts (for their dashboards), as it published them.
+        assert [e.firing() for e in followers] == [["payment_failing"]] * 2
+        assert followers[0].alerts()[0].value == leader.alerts()[0].value
         gauges = [c.gauges()[EVALUATOR_GAUGE][()] for c in workers.collectors]
         assert sorted(gauges) == [0.0, 0.0, 1.0]
     finally:
@@ -347,3 +350,29 @@ def test_merged_cpu_and_memory_are_the_instance_s(tmp_path: Path, clock) -> None
         assert 0.0 <= v["cpu_usage"] <= 100.0
     finally:
         w.close()
+
+
+def test_a_damaged_alerts_file_falls_back_to_the_worker_s_own_states(
+    workers: Workers, http_receiver
+) -> None:
+    rule = AlertRule("payment_failing", "payment_failures > 0")
+    leader, follower = _engines(workers, http_receiver.url + "/ok", 2, rule)
+    try:
+        # One tick each, by hand (no loops that would rewrite the file meanwhile).
+        leader._prime()
+        follower._prime()
+        assert (leader.leading, follower.leading) == (True, False)
+        workers.collectors[0].increment_counter("payment_failures")
+        leader._safe_evaluate()
+        assert follower.firing() == ["payment_failing"]  # published by the leader
+        path = workers.directory / ALERTS_FILE
+        for garbage in (b"{not json", b'{"alerts": [{"name": "x", "state": "on fire"}]}', b"[]"):
+            path.write_bytes(garbage)
+            assert [s.state for s in follower.alerts()] == ["inactive"]
+        path.unlink()
+        (workers.directory / "elsewhere").write_text('{"alerts": []}')
+        os.symlink(workers.directory / "elsewhere", path)
+        assert [s.state for s in follower.alerts()] == ["inactive"]  # never read through
+    finally:
+        leader.stop()
+        follower.stop()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -85,6 +86,17 @@ class _Alert:
     clear_since: float | None = None
     resolved_at: float | None = None
     wall: dict[str, float] = field(default_factory=dict)
+
+
+_STATES = ("inactive", "pending", "firing", "resolved")
+
+
+def _status(doc: dict[str, Any]) -> AlertStatus:
+    """An AlertStatus from its published dict; ValueError/TypeError if it is not one."""
+    status = AlertStatus(**doc)
+    if status.state not in _STATES or not isinstance(status.name, str):
+        raise ValueError(f"not an alert state: {doc!r}")
+    return status
 
 
 class AlertEngine:
@@ -265,7 +277,38 @@ class AlertEngine:
         )
 
     def alerts(self) -> list[AlertStatus]:
-        """Every rule's alert state as of the last evaluation."""
+        """Every rule's alert state as of the last evaluation.
+
+        Under worker aggregation, in a worker whose loop does not lead: the
+        leader's, as it published them at its last evaluation.
+        """
+        shared = self._leaders_alerts()
+        if shared is not None:
+            return shared
+        return self._own_alerts()
+
+    def _leaders_alerts(self) -> list[AlertStatus] | None:
+        agg = self.collector.multiprocess
+        if agg is None or self._leader is None or self.leading:
+            return None
+        from eventmon.exporters.multiprocess._leader import read_alerts
+
+        docs = read_alerts(agg.directory)
+        if docs is None:
+            return None
+        try:
+            return [_status(d) for d in docs]
+        except (TypeError, ValueError):
+            return None
+
+    def _publish(self) -> None:
+        agg = self.collector.multiprocess
+        if agg is not None:
+            from eventmon.exporters.multiprocess._leader import publish_alerts
+
+            publish_alerts(agg.directory, [dataclasses.asdict(s) for s in self._own_alerts()])
+
+    def _own_alerts(self) -> list[AlertStatus]:
         with self._lock:
             out = []
             for a in self._alerts.values():
@@ -361,6 +404,7 @@ class AlertEngine:
         try:
             if self._lead():
                 self.evaluate()
+                self._publish()
             else:
                 self._follow()
         except Exception:

@@ -11,14 +11,21 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
-__all__ = ["EVALUATOR_LOCK", "EvaluatorLock"]
+from eventmon.exporters.multiprocess._files import _read_file, _write_file
+from eventmon.exporters.multiprocess._state import _Corrupt
+
+__all__ = ["ALERTS_FILE", "EVALUATOR_LOCK", "EvaluatorLock", "publish_alerts", "read_alerts"]
 
 #: The lock file's name in the aggregation directory.
 EVALUATOR_LOCK = "engine.lock"
+#: Where the leader publishes its alerts' states for the other workers to show.
+ALERTS_FILE = "alerts.json"
 
 _FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -102,3 +109,21 @@ class EvaluatorLock:
         if fd is not None and self._pid == os.getpid():
             with contextlib.suppress(OSError):
                 os.close(fd)  # the last descriptor closed releases the flock
+
+
+def publish_alerts(directory: Path, alerts: list[dict[str, Any]]) -> None:
+    """Write the leader's alert states to ``alerts.json`` (atomically, mode 0600)."""
+    data = json.dumps({"pid": os.getpid(), "alerts": alerts}, separators=(",", ":")).encode()
+    _write_file(directory / ALERTS_FILE, directory / f".tmp-alerts-{os.getpid()}", data)
+
+
+def read_alerts(directory: Path) -> list[dict[str, Any]] | None:
+    """The alert states the leader published last; None if absent or not ours."""
+    try:
+        doc = json.loads(_read_file(directory / ALERTS_FILE))
+    except (OSError, ValueError, _Corrupt):
+        return None
+    alerts = doc.get("alerts") if isinstance(doc, dict) else None
+    if not isinstance(alerts, list) or not all(isinstance(a, dict) for a in alerts):
+        return None
+    return alerts
