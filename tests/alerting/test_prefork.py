@@ -376,3 +376,23 @@ def test_a_damaged_alerts_file_falls_back_to_the_worker_s_own_states(
     finally:
         leader.stop()
         follower.stop()
+
+
+def test_several_percentiles_of_one_window_read_it_once(tmp_path: Path, clock) -> None:
+    """p50 and p99 of the same endpoint in one rule: both NaN at the first look, then right."""
+    w = Workers(tmp_path / "mp", clock=clock)
+    try:
+        (a,) = [w.spawn(601)]
+        m = RuleMetrics(a, clock=clock)
+        refs = [(n, n, ()) for n in ("p50_response_time", "p99_response_time")]
+        first = m.sample(refs)
+        assert math.isnan(first["p50_response_time"])
+        assert math.isnan(first["p99_response_time"])
+        for ms in range(1, 101):
+            a.observe("GET", "/orders", 200, ms / 1000)
+        clock.advance(10)
+        v = m.sample(refs)
+        assert v["p50_response_time"] == pytest.approx(50, rel=0.02)
+        assert v["p99_response_time"] == pytest.approx(99, rel=0.02)
+    finally:
+        w.close()

@@ -135,6 +135,9 @@ class MergedSampler:
         counters = view.counters()
         gauges = view.gauges()
         limits = self._limits or instance_limits()
+        # One window per endpoint and per counter per sample, however many refs read it.
+        windows: dict[str | None, LatencyHistogram | None] = {}
+        increases: dict[str, float] = {}
         for key, name, labels in refs:
             if key in out:
                 continue
@@ -147,7 +150,9 @@ class MergedSampler:
                 out[key] = rss if name == "memory_rss_bytes" else pct
             elif name in _PCT:
                 endpoint = dict(labels).get("endpoint")
-                h = self._window_histogram(view, endpoint, now)
+                if endpoint not in windows:
+                    windows[endpoint] = self._window_histogram(view, endpoint, now)
+                h = windows[endpoint]
                 out[key] = math.nan if h is None else h.percentile(_PCT[name]) * 1000.0
             elif first and name in builtin and name != "scale_out_time":
                 out[key] = math.nan
@@ -172,7 +177,10 @@ class MergedSampler:
             elif name.endswith("_total") and name[:-6] in declared:
                 out[key] = 0.0
             else:
-                out[key] = self._increase(name, float(sum(counters.get(name, {}).values())), now)
+                if name not in increases:
+                    total = float(sum(counters.get(name, {}).values()))
+                    increases[name] = self._increase(name, total, now)
+                out[key] = increases[name]
         return out
 
     def realtime(self, view: MergedView, now: float) -> RealtimeMetrics:
