@@ -178,8 +178,8 @@ class MergedSampler:
                 out[key] = 0.0
             else:
                 if name not in increases:
-                    total = float(sum(counters.get(name, {}).values()))
-                    increases[name] = self._increase(name, total, now)
+                    counted = float(sum(counters.get(name, {}).values()))
+                    increases[name] = self._increase(name, counted, now)
                 out[key] = increases[name]
         return out
 
