@@ -191,6 +191,12 @@ def factories(include_peers: bool, diagnose: bool = False) -> dict[str, Callable
         out["opt: eventmon, exclude_patterns and methods"] = instrumented(
             exclude_patterns=[r"^/internal/"], exclude_methods=["OPTIONS"]
         )
+        out["opt: eventmon, header_labels (one header)"] = instrumented(
+            header_labels={"tenant": "X-Tenant-ID"}
+        )
+        out["opt: eventmon, label_callbacks (one callback)"] = instrumented(
+            label_callbacks={"tenant": _tenant_of}
+        )
     if include_peers:
         try:
             import prometheus_flask_exporter  # noqa: F401
@@ -205,6 +211,10 @@ def factories(include_peers: bool, diagnose: bool = False) -> dict[str, Callable
         else:
             out["opentelemetry-flask (metrics+traces)"] = _opentelemetry_flask
     return out
+
+
+def _tenant_of(environ: dict[str, Any]) -> str:
+    return str(environ.get("HTTP_X_TENANT_ID", ""))
 
 
 def _prometheus_flask_exporter() -> Any:

@@ -178,6 +178,7 @@ PUBLIC_MODULES = [
             "OVERFLOW",
             "UNMATCHED",
             "escape_label_value",
+            "extra_label_pairs",
             "family_names",
             "request_labels",
             "reserved_name_problem",

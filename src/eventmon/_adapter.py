@@ -8,7 +8,7 @@ excluded, and hand ``/metrics`` requests to :func:`metrics_response`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -19,7 +19,9 @@ from eventmon.core.registry import KNOWN_METHODS
 from eventmon.exporters.prometheus import RESERVED_LABELS, choose_format, render
 
 __all__ = [
+    "MAX_LABEL_VALUE",
     "AdapterOptions",
+    "ExtraLabels",
     "MetricsPage",
     "check_endpoint_resolver",
     "metrics_response",
@@ -45,6 +47,8 @@ class AdapterOptions:
     const_labels: tuple[tuple[str, str], ...] = ()
     group_status_codes: bool = False
     size_metrics: bool = False
+    extra_labels: ExtraLabels | None = None
+    """``header_labels`` and ``label_callbacks``, or ``None`` when there are none."""
 
     @classmethod
     def build(
@@ -60,6 +64,8 @@ class AdapterOptions:
         const_labels: Mapping[str, str] | None = None,
         group_status_codes: bool = False,
         size_metrics: bool = False,
+        header_labels: Mapping[str, str] | None = None,
+        label_callbacks: Mapping[str, Callable[[Any], object]] | None = None,
         source: str = "",
     ) -> AdapterOptions:
         """Validate user settings; ``source`` names where they came from, for messages."""
@@ -85,6 +91,7 @@ class AdapterOptions:
         ):
             if not isinstance(flag, bool):
                 raise ConfigurationError(f"{name} must be True or False, got {flag!r}{where}")
+        consts = _const_labels(const_labels, where)
         return cls(
             metrics_path=metrics_path,
             exclude_exact=frozenset(p for p in excluded if not p.endswith("*")),
@@ -94,9 +101,10 @@ class AdapterOptions:
             exclude_pattern=_patterns(exclude_patterns, where),
             exclude_methods=_methods(exclude_methods, where),
             namespace=_namespace(namespace, where),
-            const_labels=_const_labels(const_labels, where),
+            const_labels=consts,
             group_status_codes=group_status_codes,
             size_metrics=size_metrics,
+            extra_labels=_extra_labels(header_labels, label_callbacks, consts, where),
         )
 
     @property
@@ -197,6 +205,158 @@ def _const_labels(labels: Mapping[str, str] | None, where: str) -> tuple[tuple[s
             )
         out.append((name, value))
     return tuple(out)
+
+
+#: Longest extra label value kept (characters); a longer one is cut to this.
+MAX_LABEL_VALUE = 100
+
+_HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name (a token)
+
+
+class ExtraLabels:
+    """Per-request labels besides method, endpoint and status: from headers and callbacks.
+
+    Built once at start-up by :meth:`AdapterOptions.build`. :attr:`names` are sorted,
+    so two adapters given the same names in another order record the same series.
+    An adapter calls :meth:`key` when a request ends; it returns the endpoint to
+    record, ``(template, *values)``. A missing header gives ``""``; a callback's
+    result is ``str()``-ed; a callback that raises is logged and counted (internal
+    error ``label_callback``) and gives ``""``; a value is cut to
+    :data:`MAX_LABEL_VALUE` characters.
+    """
+
+    __slots__ = ("_plan", "asgi_headers", "names", "wsgi_headers")
+
+    def __init__(
+        self, headers: Mapping[str, str], callbacks: Mapping[str, Callable[[Any], object]]
+    ) -> None:
+        self.names: tuple[str, ...] = tuple(sorted([*headers, *callbacks]))
+        # Per name, in order: the header's position among the headers, or its callback.
+        plan: list[int | Callable[[Any], object]] = []
+        header_names: list[str] = []
+        for name in self.names:
+            if name in headers:
+                plan.append(len(header_names))
+                header_names.append(headers[name])
+            else:
+                plan.append(callbacks[name])
+        self._plan = tuple(plan)
+        #: The headers as WSGI environ (and Django ``META``) keys: ``HTTP_X_TENANT_ID``.
+        self.wsgi_headers = tuple(_cgi_name(h) for h in header_names)
+        #: The headers as ASGI spells them: lower-case bytes.
+        self.asgi_headers = tuple(h.lower().encode("latin-1") for h in header_names)
+
+    def key(
+        self, endpoint: str, request: object, headers: Iterable[object], collector: Any
+    ) -> tuple[str, ...]:
+        """``(endpoint, *values)``: ``headers`` are the header values, in the order of
+        :attr:`wsgi_headers` (``None`` or absent: ``""``); ``request`` goes to callbacks."""
+        found = list(headers)
+        out = [endpoint]
+        for source in self._plan:
+            if type(source) is int:
+                value: object = found[source]
+                if value is None:
+                    value = ""
+            else:
+                try:
+                    value = source(request)  # type: ignore[operator]
+                except Exception:
+                    collector.internal_error("label_callback")
+                    value = ""
+            if type(value) is not str:
+                try:
+                    value = str(value)
+                except Exception:
+                    collector.internal_error("label_callback")
+                    value = ""
+            out.append(value[:MAX_LABEL_VALUE])
+        return tuple(out)
+
+    def wsgi_key(
+        self, endpoint: str, environ: Mapping[str, Any], collector: Any
+    ) -> tuple[str, ...]:
+        """:meth:`key` for a WSGI environ (or a Django request's ``META``, with ``request``)."""
+        get = environ.get
+        return self.key(endpoint, environ, [get(h) for h in self.wsgi_headers], collector)
+
+    def asgi_key(self, endpoint: str, scope: Mapping[str, Any], collector: Any) -> tuple[str, ...]:
+        """:meth:`key` for an ASGI scope: its headers are a list of (name, value) bytes."""
+        wanted = self.asgi_headers
+        values: list[str | None] = [None] * len(wanted)
+        if wanted:
+            for name, value in scope.get("headers", ()):
+                if name in wanted:
+                    i = wanted.index(name)
+                    if values[i] is None:  # the first of repeated headers, as WSGI servers
+                        values[i] = value.decode("latin-1")
+        return self.key(endpoint, scope, values, collector)
+
+
+def _cgi_name(header: str) -> str:
+    upper = header.upper().replace("-", "_")
+    # CGI names Content-Type and Content-Length without the HTTP_ prefix.
+    return upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
+
+
+def _extra_labels(
+    headers: Mapping[str, str] | None,
+    callbacks: Mapping[str, Callable[[Any], object]] | None,
+    const_labels: tuple[tuple[str, str], ...],
+    where: str,
+) -> ExtraLabels | None:
+    if not headers and not callbacks:
+        return None
+    headers = _label_map(headers, "header_labels", "{'tenant': 'X-Tenant-ID'}", where)
+    callbacks = _label_map(callbacks, "label_callbacks", "{'tenant': tenant_of}", where)
+    consts = {name for name, _ in const_labels}
+    for option, mapping in (("header_labels", headers), ("label_callbacks", callbacks)):
+        for name in mapping:
+            if name in consts:
+                raise ConfigurationError(
+                    f"{option}: {name!r} is also in const_labels; a label takes one of them{where}"
+                )
+    for name in headers:
+        if name in callbacks:
+            raise ConfigurationError(
+                f"{name!r} is in both header_labels and label_callbacks;"
+                f" a label comes from one of them{where}"
+            )
+    for name, header in headers.items():
+        if not isinstance(header, str) or not _HEADER.match(header):
+            raise ConfigurationError(
+                f"header_labels: the header of {name!r} must be a header name such as"
+                f" 'X-Tenant-ID', got {header!r}{where}"
+            )
+    for name, callback in callbacks.items():
+        if not callable(callback):
+            raise ConfigurationError(
+                f"label_callbacks: {name!r} must map to a callable taking the request,"
+                f" got {callback!r}{where}"
+            )
+    return ExtraLabels(headers, callbacks)
+
+
+def _label_map(labels: Any, option: str, example: str, where: str) -> dict[str, Any]:
+    if not labels:
+        return {}
+    if not isinstance(labels, Mapping):
+        raise ConfigurationError(
+            f"{option} must be a dict of label name to source, e.g. {example};"
+            f" got {labels!r}{where}"
+        )
+    for name in labels:
+        if not isinstance(name, str) or not _NAME.match(name) or name.startswith("__"):
+            raise ConfigurationError(
+                f"{option}: {name!r} is not a valid label name (letters, digits and '_',"
+                f" not starting with a digit or '__'){where}"
+            )
+        if name in RESERVED_LABELS:
+            raise ConfigurationError(
+                f"{option}: {name!r} is a label eventmon's own series already have;"
+                f" choose another name{where}"
+            )
+    return dict(labels)
 
 
 def check_endpoint_resolver(resolver: object) -> None:

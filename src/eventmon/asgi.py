@@ -115,6 +115,11 @@ class EventmonMiddleware:
             metrics page (the collector keeps the codes).
         size_metrics: also record request and response body sizes
             (``http_request_size_bytes``, ``http_response_size_bytes``); off by default.
+        header_labels: extra request labels from request headers, e.g.
+            ``{"tenant": "X-Tenant-ID"}``; a missing header gives ``""``.
+        label_callbacks: extra request labels from callables, e.g.
+            ``{"tenant": tenant_of}``; each is called with the ASGI scope when the
+            request ends and returns the value (``str()``-ed).
         unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
         endpoint_resolver: ``f(scope) -> str | None`` for apps without Starlette
             routing; ``None`` from it means unmatched.
@@ -141,6 +146,8 @@ class EventmonMiddleware:
         const_labels: Mapping[str, str] | None = None,
         group_status_codes: bool = False,
         size_metrics: bool = False,
+        header_labels: Mapping[str, str] | None = None,
+        label_callbacks: Mapping[str, Callable[[Scope], object]] | None = None,
         unit: str = "s",
         endpoint_resolver: Callable[[Scope], str | None] | None = None,
         dashboard: Any = None,
@@ -157,6 +164,8 @@ class EventmonMiddleware:
             const_labels=const_labels,
             group_status_codes=group_status_codes,
             size_metrics=size_metrics,
+            header_labels=header_labels,
+            label_callbacks=label_callbacks,
             unit=unit,
             metrics_token=metrics_token,
         )
@@ -167,6 +176,11 @@ class EventmonMiddleware:
         self.metrics_path = options.metrics_path
         self.unit = options.unit
         self.endpoint_resolver = endpoint_resolver
+        self._extra = options.extra_labels
+        if self._extra is not None:
+            self.collector.use_extra_labels(self._extra.names)
+            # Chosen here: without extra labels the request path is unchanged.
+            self._endpoint = self._labelled_endpoint  # type: ignore[method-assign]
         if exemplars:
             self.collector.enable_exemplars()
         if self.collector.exemplars and exemplars is not False:
@@ -233,9 +247,9 @@ class EventmonMiddleware:
                 await send(message)
                 if not done:
                     done = True
-                    self._finish(token, scope, status, start)
+                    endpoint = self._finish(token, scope, status, start)
                     if sized:
-                        self._sizes(scope, status, received, sent)
+                        self._sizes(scope, endpoint, status, received, sent)
                 return
             await send(message)
 
@@ -263,20 +277,20 @@ class EventmonMiddleware:
                 # A cancelled task or a failed write means the client went away.
                 client_gone = disconnected or isinstance(exc, (OSError, asyncio.CancelledError))
                 code = CLIENT_CLOSED if client_gone else 500
-                self._finish(token, scope, code, start)
+                endpoint = self._finish(token, scope, code, start)
                 if sized:
-                    self._sizes(scope, code, received, sent)
+                    self._sizes(scope, endpoint, code, received, sent)
             raise
         else:
             if not done:
                 # The app returned without finishing its response: the client went
                 # away, or the server will answer 500 on the app's behalf.
                 status = CLIENT_CLOSED if disconnected else (status or 500)
-                self._finish(token, scope, status, start)
+                endpoint = self._finish(token, scope, status, start)
                 if sized:
-                    self._sizes(scope, status, received, sent)
+                    self._sizes(scope, endpoint, status, received, sent)
 
-    def _sizes(self, scope: Scope, status: int, received: int, sent: int) -> None:
+    def _sizes(self, scope: Scope, endpoint: Any, status: int, received: int, sent: int) -> None:
         """Record body sizes (``size_metrics=True``): Content-Length, else the bytes read."""
         try:
             for name, value in scope.get("headers", ()):
@@ -284,7 +298,7 @@ class EventmonMiddleware:
                     received = max(int(value), 0)
                     break
             method = scope.get("method", FALLBACK_METHOD)
-            self.collector.sizes.observe(method, self._endpoint(scope), status, received, sent)
+            self.collector.sizes.observe(method, endpoint, status, received, sent)
         except Exception:
             self.collector.internal_error("asgi.sizes")
 
@@ -295,12 +309,13 @@ class EventmonMiddleware:
             pattern is not None and pattern.search(scope["path"]) is not None
         )
 
-    def _finish(self, token: Any, scope: Scope, status: int, start: float) -> None:
+    def _finish(self, token: Any, scope: Scope, status: int, start: float) -> Any:
         # Called once per request, and ends it whatever fails: a resolver at fault
         # leaves the fallback labels (counted under asgi.endpoint); a fault while
         # recording is counted under asgi.observe. Neither reaches the app.
+        # Returns the endpoint recorded, for the body sizes.
         method = FALLBACK_METHOD
-        endpoint = UNMATCHED
+        endpoint: Any = UNMATCHED
         try:
             method = scope["method"]
             endpoint = self._endpoint(scope)
@@ -311,8 +326,15 @@ class EventmonMiddleware:
                 self.collector.end(token, method, endpoint, status, start)
             except Exception:
                 self.collector.internal_error("asgi.observe")
+        return endpoint
 
-    def _endpoint(self, scope: Scope) -> str:
+    def _labelled_endpoint(self, scope: Scope) -> Any:
+        """``(template, *extra label values)``: :meth:`_endpoint` with extra labels on."""
+        extra = self._extra
+        assert extra is not None
+        return extra.asgi_key(EventmonMiddleware._endpoint(self, scope), scope, self.collector)
+
+    def _endpoint(self, scope: Scope) -> Any:
         route = scope.get("route")
         if route is None:
             if self.endpoint_resolver is not None:

@@ -191,6 +191,34 @@ class MetricsCollector:
             self.enable_exemplars()
 
     @property
+    def extra_label_names(self) -> tuple[str, ...]:
+        """Names of the labels adapters add to each request series besides method,
+        endpoint and status (``header_labels``, ``label_callbacks``); empty: none."""
+        return self._aggregates.extra_names
+
+    def use_extra_labels(self, names: Sequence[str], *, where: str = "") -> None:
+        """Record requests with the extra labels ``names`` (adapters call this at start-up).
+
+        An adapter then records each request's endpoint as ``(template, *values)``, the
+        values in the order of ``names``; the series keep the values, the per-endpoint
+        percentiles sum over them. A plain string endpoint (another adapter without
+        extra labels, or :meth:`observe` called directly) gets ``""`` for each.
+        Another adapter declaring other names on this collector is refused.
+        """
+        names = tuple(names)
+        known = self._aggregates.extra_names
+        if not names or names == known:
+            return
+        if known:
+            raise ConfigurationError(
+                f"this collector already records the extra labels {list(known)} for another"
+                f" adapter, not {list(names)}{where}; give both the same"
+                " header_labels/label_callbacks names, or each its own collector"
+            )
+        with self._journals.lock:  # not while a fold reads them
+            self._aggregates.extra_names = names
+
+    @property
     def exemplars(self) -> bool:
         """Whether exemplars are kept (see :meth:`enable_exemplars`)."""
         return self._exemplars is not None
@@ -346,9 +374,12 @@ class MetricsCollector:
             )
 
     def _on_slow(self, method: str, endpoint: str, status_code: int, seconds: float) -> None:
-        if type(endpoint) is not str:
-            endpoint = self._aggregates.bad_endpoint(endpoint)
-        self._slow.inc(self._slow_sets.admit((_method_label(method), endpoint)))
+        if type(endpoint) is str and not self._aggregates.extra_names:
+            self._slow.inc(self._slow_sets.admit((_method_label(method), endpoint)))
+        else:
+            # Labelled by (method, template, *extra values); hooks get the template.
+            endpoint, extra, _ = self._aggregates.labelled(endpoint)
+            self._slow.inc(self._slow_sets.admit((_method_label(method), endpoint, *extra)))
         self._hooks.submit(method, endpoint, status_code, seconds)
 
     def request_started(self) -> None:
@@ -548,8 +579,8 @@ class MetricsCollector:
         """Seconds covered by the realtime snapshot's sliding window."""
         return self._aggregates.window.size
 
-    def slow_requests(self) -> dict[tuple[str, str], int]:
-        """Slow requests by (method, endpoint)."""
+    def slow_requests(self) -> dict[tuple[str, ...], int]:
+        """Slow requests by (method, endpoint), then the extra label values if any."""
         return {k: int(v) for k, v in self._slow.items().items()}  # type: ignore[misc]
 
     def size_histograms(self) -> dict[int, dict[tuple[str, ...], tuple[list[int], float]]]:

@@ -20,7 +20,8 @@ import path), ``metrics_path`` (default ``"/metrics"``; ``None`` to serve the
 page with :func:`metrics_view` from ``urls.py`` instead, or not at all),
 ``metrics_token`` (a bearer token the metrics page, or the view, requires), ``exclude_paths``,
 ``exclude_patterns``, ``exclude_methods``, ``namespace``, ``const_labels``,
-``group_status_codes``, ``size_metrics`` (as the WSGI middleware's arguments), ``unit``,
+``group_status_codes``, ``size_metrics``, ``header_labels``, ``label_callbacks`` (as the
+WSGI middleware's arguments; a callback gets Django's ``HttpRequest``), ``unit``,
 ``dashboard`` (``True``, or a :class:`eventmon.dashboard.Dashboard` or its dotted
 path: the built-in dashboard, served by the middleware under its prefix and not
 recorded), ``dashboard_token`` (with ``dashboard: True``) and
@@ -60,6 +61,8 @@ _KEYS = frozenset(
         "const_labels",
         "group_status_codes",
         "size_metrics",
+        "header_labels",
+        "label_callbacks",
         "unit",
         "dashboard",
         "dashboard_token",
@@ -102,6 +105,8 @@ def _settings() -> tuple[MetricsCollector, AdapterOptions]:
         const_labels=raw.get("const_labels"),
         group_status_codes=raw.get("group_status_codes", False),
         size_metrics=raw.get("size_metrics", False),
+        header_labels=raw.get("header_labels"),
+        label_callbacks=raw.get("label_callbacks"),
         unit=raw.get("unit", "s"),
         source="settings.EVENTMON",
     )
@@ -181,6 +186,9 @@ class EventmonMiddleware:
         self._prefixes = self.options.exclude_prefixes
         self._filtered = self.options.filters
         self._sized = self.options.size_metrics
+        self._extra = self.options.extra_labels
+        if self._extra is not None:
+            self.collector.use_extra_labels(self._extra.names, where=" (settings.EVENTMON)")
         self._routes: dict[str, str] = {}
         self._dashboard = _dashboard(self.collector)
         if self.collector.exemplars:
@@ -290,13 +298,15 @@ class EventmonMiddleware:
         # route leaves the fallback labels (counted under django.endpoint); a fault
         # while recording is counted under django.observe. Neither reaches the app.
         method = FALLBACK_METHOD
-        endpoint = UNMATCHED
+        endpoint: Any = UNMATCHED
         try:
             method = request.method
             match = request.resolver_match
             if match is not None:
                 route = match.route
                 endpoint = self._routes.get(route) or self._learn(route)
+            if self._extra is not None:
+                endpoint = self._labelled(request, endpoint)
         except Exception:
             self.collector.internal_error("django.endpoint")
         finally:
@@ -307,6 +317,14 @@ class EventmonMiddleware:
                     self.collector.sizes.observe(method, endpoint, status, received, sent)
             except Exception:
                 self.collector.internal_error("django.observe")
+
+    def _labelled(self, request: Any, endpoint: str) -> tuple[str, ...]:
+        """``(template, *extra label values)``: headers from ``request.META``."""
+        extra = self._extra
+        assert extra is not None
+        get = request.META.get
+        headers = [get(h) for h in extra.wsgi_headers]
+        return extra.key(endpoint, request, headers, self.collector)
 
     def _learn(self, route: str | None) -> str:
         # Django's route has no leading slash; a regex pattern keeps its own form.

@@ -17,7 +17,8 @@ Options come from the keyword arguments, else from ``app.config``:
 ``EVENTMON_METRICS_TOKEN`` (a bearer token the metrics page requires),
 ``EVENTMON_EXCLUDE_PATHS``, ``EVENTMON_EXCLUDE_PATTERNS``, ``EVENTMON_EXCLUDE_METHODS``,
 ``EVENTMON_NAMESPACE``, ``EVENTMON_CONST_LABELS``, ``EVENTMON_GROUP_STATUS_CODES``,
-``EVENTMON_SIZE_METRICS``, ``EVENTMON_UNIT``, ``EVENTMON_COLLECTOR`` and
+``EVENTMON_SIZE_METRICS``, ``EVENTMON_HEADER_LABELS``, ``EVENTMON_LABEL_CALLBACKS``,
+``EVENTMON_UNIT``, ``EVENTMON_COLLECTOR`` and
 ``EVENTMON_DASHBOARD`` (``True`` or an :class:`eventmon.dashboard.Dashboard`:
 the built-in dashboard, served under its prefix and not recorded).
 """
@@ -25,7 +26,7 @@ the built-in dashboard, served under its prefix and not recorded).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from flask import Flask, request
@@ -48,6 +49,8 @@ _CONFIG_KEYS = {
     "EVENTMON_CONST_LABELS": "const_labels",
     "EVENTMON_GROUP_STATUS_CODES": "group_status_codes",
     "EVENTMON_SIZE_METRICS": "size_metrics",
+    "EVENTMON_HEADER_LABELS": "header_labels",
+    "EVENTMON_LABEL_CALLBACKS": "label_callbacks",
     "EVENTMON_UNIT": "unit",
     "EVENTMON_COLLECTOR": "collector",
     "EVENTMON_DASHBOARD": "dashboard",
@@ -104,6 +107,9 @@ class Eventmon:
         exclude_patterns, exclude_methods: as :class:`eventmon.wsgi.EventmonMiddleware`'s.
         namespace, const_labels, group_status_codes: as the WSGI middleware's.
         size_metrics: as the WSGI middleware's (body size histograms).
+        header_labels, label_callbacks: extra request labels, as the WSGI
+            middleware's; a callback gets the WSGI environ (the Flask request is
+            ``environ["werkzeug.request"]``).
         unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
         dashboard: ``True`` (one on this collector at ``/eventmon/``) or an
             :class:`eventmon.dashboard.Dashboard`; off by default.
@@ -123,6 +129,8 @@ class Eventmon:
         const_labels: Mapping[str, str] | None = _UNSET,
         group_status_codes: bool = _UNSET,
         size_metrics: bool = _UNSET,
+        header_labels: Mapping[str, str] | None = _UNSET,
+        label_callbacks: Mapping[str, Callable[[dict[str, Any]], object]] | None = _UNSET,
         unit: str = _UNSET,
         dashboard: Any = _UNSET,
     ) -> None:
@@ -139,6 +147,8 @@ class Eventmon:
                 ("const_labels", const_labels),
                 ("group_status_codes", group_status_codes),
                 ("size_metrics", size_metrics),
+                ("header_labels", header_labels),
+                ("label_callbacks", label_callbacks),
                 ("unit", unit),
                 ("dashboard", dashboard),
             )

@@ -79,6 +79,11 @@ class EventmonMiddleware:
             metrics page (the collector keeps the codes).
         size_metrics: also record request and response body sizes
             (``http_request_size_bytes``, ``http_response_size_bytes``); off by default.
+        header_labels: extra request labels from request headers, e.g.
+            ``{"tenant": "X-Tenant-ID"}``; a missing header gives ``""``.
+        label_callbacks: extra request labels from callables, e.g.
+            ``{"tenant": tenant_of}``; each is called with the WSGI environ when
+            the request ends and returns the value (``str()``-ed).
         unit: ``"s"`` (default) or ``"ms"`` for the histogram's exposition.
         endpoint_resolver: ``f(environ) -> str | None``, called after the app
             ran, for apps that do not set ``environ["eventmon.endpoint"]``;
@@ -106,6 +111,8 @@ class EventmonMiddleware:
         const_labels: Mapping[str, str] | None = None,
         group_status_codes: bool = False,
         size_metrics: bool = False,
+        header_labels: Mapping[str, str] | None = None,
+        label_callbacks: Mapping[str, Callable[[WSGIEnviron], object]] | None = None,
         unit: str = "s",
         endpoint_resolver: Callable[[WSGIEnviron], str | None] | None = None,
         dashboard: Any = None,
@@ -122,6 +129,8 @@ class EventmonMiddleware:
             const_labels=const_labels,
             group_status_codes=group_status_codes,
             size_metrics=size_metrics,
+            header_labels=header_labels,
+            label_callbacks=label_callbacks,
             unit=unit,
             metrics_token=metrics_token,
         )
@@ -130,6 +139,9 @@ class EventmonMiddleware:
         self.collector = resolve_collector(collector)
         self.options = options
         self.endpoint_resolver = endpoint_resolver
+        self._extra = options.extra_labels
+        if self._extra is not None:
+            self.collector.use_extra_labels(self._extra.names)
         if exemplars:
             self.collector.enable_exemplars()
         if self.collector.exemplars and exemplars is not False:
@@ -157,9 +169,10 @@ class EventmonMiddleware:
         self._pattern = options.exclude_pattern
         self._methods = options.exclude_methods
         self._sized = options.size_metrics
-        if options.filters or self._sized:
-            # Patterns, methods and sizes need a look at every request: only when
-            # configured, so the default path keeps its one startswith().
+        self._extended = self._sized or self._extra is not None
+        if options.filters or self._extended:
+            # Patterns, methods, sizes and extra labels need a look at every request:
+            # only when configured, so the default path keeps its one startswith().
             self._watch = ("",)
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
@@ -215,10 +228,15 @@ class EventmonMiddleware:
             or (self._pattern is not None and self._pattern.search(path) is not None)
         ):
             return self.app
-        return self._call_sized if self._sized else None
+        return self._call_extended if self._extended else None
 
-    def _call_sized(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
-        """An instrumented request that also records body sizes (``size_metrics=True``)."""
+    def _call_extended(
+        self, environ: WSGIEnviron, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """An instrumented request that also records body sizes or extra labels.
+
+        Always the Python response (the C one records the plain endpoint).
+        """
         collector = self.collector
         try:
             start = collector.clock()
@@ -226,7 +244,7 @@ class EventmonMiddleware:
         except Exception:
             collector.internal_error("wsgi.begin")
             return self.app(environ, start_response)
-        response = _new(_CountingResponse)
+        response = _new(_CountingResponse if self._sized else _LabelledResponse)
         response.mw = self
         response.environ = environ
         response._start_response = start_response
@@ -241,7 +259,7 @@ class EventmonMiddleware:
             raise
         response.body = body
         if hasattr(body.__class__, "__len__"):
-            response.__class__ = _CountingSizedResponse
+            response.__class__ = _CountingSizedResponse if self._sized else _LabelledSizedResponse
         if body.__class__ is environ.get("wsgi.file_wrapper"):
             return _keep_file_wrapper(response, body)
         return response
@@ -455,19 +473,53 @@ class _Response:
         finally:
             # Also when a BaseException is on its way out: the request must end.
             try:
-                mw.collector.end(token, method, endpoint, status, self.start)
-                if self.sized:
-                    self._record_sizes(method, endpoint, status)
+                if self.extended:
+                    self._end_extended(token, method, endpoint, status)
+                else:
+                    mw.collector.end(token, method, endpoint, status, self.start)
             except Exception:
                 mw.collector.internal_error("wsgi.observe")
 
-    sized = False
+    extended = False
 
-    def _record_sizes(self, method: str, endpoint: str, status: int) -> None:
-        raise NotImplementedError  # only _CountingResponse records sizes
+    def _end_extended(self, token: Any, method: str, endpoint: str, status: int) -> None:
+        raise NotImplementedError  # only _LabelledResponse and its subclasses
 
 
-class _CountingResponse(_Response):
+class _LabelledResponse(_Response):
+    """A response whose request also gets extra labels (``header_labels``,
+    ``label_callbacks``); the base of the one that counts body sizes."""
+
+    __slots__ = ("sent",)
+
+    extended = True
+    sent: int
+
+    def _end_extended(self, token: Any, method: str, endpoint: str, status: int) -> None:
+        mw = self.mw
+        key: Any = endpoint
+        if mw._extra is not None:
+            try:
+                key = mw._extra.wsgi_key(endpoint, self.environ, mw.collector)
+            except Exception:  # a strange environ: the request keeps its template
+                mw.collector.internal_error("wsgi.endpoint")
+        mw.collector.end(token, method, key, status, self.start)
+        self._record_sizes(method, key, status)
+
+    def _record_sizes(self, method: str, endpoint: Any, status: int) -> None:
+        pass  # only _CountingResponse records sizes
+
+
+class _LabelledSizedResponse(_LabelledResponse):
+    """A labelled response whose body has a length (see :class:`_SizedResponse`)."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self.body)  # type: ignore[arg-type]
+
+
+class _CountingResponse(_LabelledResponse):
     """A response that also counts body bytes; used only with ``size_metrics=True``.
 
     The request size is its ``Content-Length`` (a chunked upload without one counts
@@ -475,10 +527,8 @@ class _CountingResponse(_Response):
     when the server sends a file wrapper itself.
     """
 
-    __slots__ = ("length", "sent")
+    __slots__ = ("length",)
 
-    sized = True
-    sent: int
     length: int
 
     def start_response(
@@ -501,7 +551,7 @@ class _CountingResponse(_Response):
         self.body = _Counted(self, self.body)
         return super().__iter__()
 
-    def _record_sizes(self, method: str, endpoint: str, status: int) -> None:
+    def _record_sizes(self, method: str, endpoint: Any, status: int) -> None:
         sent = self.sent
         if not sent and isinstance(self.body, _FileClose):
             sent = getattr(self, "length", 0)

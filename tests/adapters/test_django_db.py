@@ -51,6 +51,7 @@ def test_manage_py_check_passes_with_good_settings(tmp_path: Path) -> None:
         "namespace": "tickets",
         "const_labels": {"app_name": "tickets"},
         "group_status_codes": True,
+        "header_labels": {"tenant": "X-Tenant-ID"},
     }
     result = check(tmp_path, EVENTMON_TEST_SETTINGS=json.dumps(good))
     assert result.returncode == 0, result.stderr
@@ -71,6 +72,16 @@ def test_manage_py_check_passes_with_good_settings(tmp_path: Path) -> None:
         ({"namespace": "1x"}, "eventmon.E001", "namespace must be a Prometheus name prefix"),
         ({"const_labels": {"le": "1"}}, "eventmon.E001", "'le' is a label eventmon's own"),
         ({"group_status_codes": 1}, "eventmon.E001", "group_status_codes must be True or False"),
+        (
+            {"header_labels": {"status_code": "X-Status"}},
+            "eventmon.E001",
+            "header_labels: 'status_code' is a label eventmon's own",
+        ),
+        (
+            {"label_callbacks": {"tenant": "myapp.labels.tenant_of"}},
+            "eventmon.E001",
+            "label_callbacks: 'tenant' must map to a callable",
+        ),
     ],
 )
 def test_manage_py_check_fails_on_a_bad_eventmon_setting(

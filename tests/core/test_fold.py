@@ -102,6 +102,35 @@ def test_compiled_fold_matches_python(
     assert sum(s.count for s in fast.series_table.values()) == len(raw)
 
 
+labelled_endpoints = st.one_of(
+    st.tuples(st.sampled_from(["/e/0", "/e/1"]), st.sampled_from(["acme", "globex", ""])),
+    st.sampled_from(["/e/0", ("/e/1",), ("/e/0", 7), 42]),  # plain, and malformed keys
+)
+labelled_entries = st.lists(
+    st.tuples(methods, labelled_endpoints, statuses, seconds, steps), max_size=200
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=labelled_entries, cap=st.sampled_from([3, 1000]))
+def test_compiled_fold_matches_python_with_extra_labels(raw: list[Any], cap: int) -> None:
+    # Endpoints as adapters with header_labels record them: (template, *values).
+    ref = _collector(fold_python, cap)
+    fast = _collector(compiled, cap)
+    for c in (ref, fast):
+        c.use_extra_labels(("tenant",))
+    for batch in _batches(raw):
+        ref._fold(list(batch))
+        fast._fold(list(batch))
+    assert _state(fast) == _state(ref)
+    assert [(s.endpoint, s.extra) for s in fast.series()] == [
+        (s.endpoint, s.extra) for s in ref.series()
+    ]
+    assert sum(s.count for s in fast._series.values()) == len(raw)
+    # Percentile histograms stay per route template.
+    assert set(fast._endpoint_hists) <= {"/e/0", "/e/1", "__unmatched__", "__overflow__"}
+
+
 def test_equal_labels_of_different_objects_share_a_series() -> None:
     # Journals hold whatever strings the server made; equal is enough.
     c = _aggregates(compiled, 1000)

@@ -246,3 +246,30 @@ def test_real_prometheus_stores_and_serves_the_exemplars(tmp_path: Path) -> None
     for e in found:
         assert 0 < float(e["value"]) < 10
         assert abs(float(e["timestamp"]) - time.time()) < 120
+
+
+def test_exemplars_sit_on_the_series_of_their_extra_label_values(
+    collector: MetricsCollector,
+) -> None:
+    from flask import Flask
+
+    from eventmon.flask import Eventmon
+
+    flask_app = Flask(__name__)
+
+    @flask_app.get("/events/<int:event_id>")
+    def event(event_id: int) -> str:
+        return "ok"
+
+    collector.enable_exemplars()
+    Eventmon(flask_app, collector=collector, header_labels={"tenant": "X-Tenant-ID"})
+    client = flask_app.test_client()
+    for tenant, trace_id in (("acme", TRACE), ("globex", OTHER)):
+        headers = {"traceparent": traceparent(trace_id), "X-Tenant-ID": tenant}
+        client.get("/events/1", headers=headers).close()
+    by_tenant = {}
+    for family in text_string_to_metric_families(render(collector, openmetrics=True).decode()):
+        for s in family.samples:
+            if s.exemplar is not None:
+                by_tenant[s.labels["tenant"]] = s.exemplar.labels["trace_id"]
+    assert by_tenant == {"acme": TRACE, "globex": OTHER}

@@ -587,3 +587,56 @@ def test_periodic_write_archives_a_dead_worker_file_lost_with_the_directory(
     archive = json.loads((workers.directory / "archive.json").read_text())
     assert archive["merged"] == ["w-672-s"]
     assert _total(render(a)) == 50
+
+
+def _feed_tenants(c: MetricsCollector, k: int) -> None:
+    c.use_extra_labels(("tenant",))
+    for i in range(40):
+        tenant = ["acme", "globex", ""][(i + k) % 3]
+        c.observe("GET", ("/events/{event_id}", tenant), [200, 503][i % 4 == 0], 0.1 + i / 100)
+
+
+def test_merged_workers_keep_their_extra_labels(workers: Workers) -> None:
+    reference = MetricsCollector(slow_hooks=(), slow_threshold=0.2)
+    for k, pid in enumerate((101, 102)):
+        _feed_tenants(workers.spawn(pid), k)
+        _feed_tenants(reference, k)
+    workers.collectors[102].multiprocess.write()
+    state = json.loads((workers.directory / "w-102-s.json").read_bytes())
+    assert state["format"] == 2
+    assert state["extra_labels"] == ["tenant"]
+    merged = render(workers.collectors[101])
+    assert _sample_lines(merged) == _sample_lines(render_families(reference))
+    assert 'tenant="acme"' in merged.decode()
+    assert 'http_slow_requests_total{method="GET",endpoint="/events/{event_id}",tenant=' in (
+        merged.decode()
+    )
+    # A dead worker's figures go to the archive and keep their labels there.
+    workers.kill(102)
+    again = render(workers.collectors[101])
+    assert _sample_lines(again) == _sample_lines(render_families(reference))
+
+
+def test_a_format_1_file_is_still_read_beside_format_2(workers: Workers) -> None:
+    # A file as eventmon wrote it before extra labels (no "extra_labels", six columns).
+    ones = [0] * 11
+    old = {
+        "format": 1,
+        "token": "w-300-s",
+        "pid": 300,
+        "bounds": list(MetricsCollector().bounds),
+        "series": [["GET", "/events/{event_id}", "200", 2, 0.2, [0, 0, 0, 0, 0, 2, *ones[6:]]]],
+        "slow": [["GET", "/events/{event_id}", 1]],
+    }
+    c = workers.spawn(301)
+    _feed_tenants(c, 0)
+    c.multiprocess.write()  # makes the directory
+    workers.alive.add(300)
+    (workers.directory / "w-300-s.json").write_text(json.dumps(old))
+    text = render(c).decode()
+    assert (
+        'http_requests_total{method="GET",endpoint="/events/{event_id}",status_code="200"} 2'
+        in text
+    )
+    assert 'status_code="200",tenant="acme"}' in text
+    assert c.internal_errors() == {}

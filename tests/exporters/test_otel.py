@@ -190,3 +190,30 @@ def test_url_scheme_is_checked(collector: MetricsCollector) -> None:
 
     with pytest.raises(ConfigurationError, match="url_scheme must be 'http' or 'https'"):
         OTelBridge(collector, MeterProvider(), url_scheme="ftp")
+
+
+def test_extra_request_labels_become_attributes_with_the_label_cap() -> None:
+    c = MetricsCollector(slow_hooks=(), max_label_sets=2)
+    c.use_extra_labels(("plan", "tenant"))
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    OTelBridge(c, provider)
+    c.observe("GET", ("/events/{event_id}", "gold", "acme"), 200, 0.01)
+    c.observe("GET", ("/events/{event_id}", "gold", "acme"), 200, 0.02)
+    c.observe("GET", ("/events/{event_id}", "free", "globex"), 200, 0.01)
+    c.observe("GET", ("/events/{event_id}", "free", "initech"), 200, 0.01)  # past the cap
+    c.observe("GET", "/health", 200, 0.01)  # a plain template: no values
+    got = {
+        (p.attributes.get("http.route"), p.attributes.get("tenant"), p.attributes.get("plan")): (
+            p.count
+        )
+        for p in _points(reader, "http.server.request.duration")
+    }
+    assert got == {
+        ("/events/{event_id}", "acme", "gold"): 2,
+        ("/events/{event_id}", "globex", "free"): 1,
+        ("/events/{event_id}", "__overflow__", "__overflow__"): 1,
+        ("/health", None, None): 1,
+    }
+    provider.shutdown()
+    c.shutdown()

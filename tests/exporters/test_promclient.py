@@ -431,3 +431,26 @@ def test_gunicorn_workers_merge_user_histograms_on_both_pages(tmp_path: Path) ->
             assert got[("job_size_bytes_bucket", key | {("le", "100.0")})] == 20
             assert _type_lines(body).most_common(1)[0][1] == 1
             promtool_clean(body)
+
+
+def test_the_bridge_carries_extra_request_labels() -> None:
+    c = MetricsCollector(slow_hooks=(), slow_threshold=0.2)
+    c.use_extra_labels(("tenant",))
+    c.observe("GET", ("/events/{event_id}", "acme"), 200, 0.3)
+    c.observe("GET", ("/events/{event_id}", "globex"), 200, 0.01)
+    c.observe("GET", "/health", 200, 0.01)  # recorded without values: tenant=""
+    registry = CollectorRegistry()
+    registry.register(EventmonCollector(c))
+    body = generate_latest(registry)
+    promtool_clean(body)
+    got = _values(body)
+    assert got == {**got, **_eventmon_samples(c)}  # the same samples as eventmon's page
+    requests = {
+        dict(k[1]).get("tenant"): v for k, v in got.items() if k[0] == "http_requests_total"
+    }
+    assert requests == {"acme": 1, "globex": 1, "": 1}
+    slow = {k[1]: v for k, v in got.items() if k[0] == "http_slow_requests_total"}
+    assert slow == {
+        frozenset({("method", "GET"), ("endpoint", "/events/{event_id}"), ("tenant", "acme")}): 1
+    }
+    c.shutdown()

@@ -23,7 +23,13 @@ from typing import Any
 from eventmon.core import fold as _fold_module
 from eventmon.core._native import cells
 from eventmon.core.histogram import HdrLayout, LatencyHistogram
-from eventmon.core.registry import OVERFLOW, UNMATCHED, LabelPolicy, request_labels
+from eventmon.core.registry import (
+    OVERFLOW,
+    UNMATCHED,
+    LabelPolicy,
+    extra_label_pairs,
+    request_labels,
+)
 from eventmon.core.window import SlidingWindow, WindowStats
 from eventmon.types import Clock
 
@@ -44,20 +50,41 @@ class SeriesSnapshot:
     count: int
     sum: float
     buckets: tuple[int, ...]  # per bound, not cumulative; the last is +Inf
+    extra: tuple[str, ...] = ()
+    """Values of the collector's ``extra_label_names`` (header or callback labels)."""
 
 
 class _Series:
     """Aggregates of one label set; written only under the journal lock."""
 
-    __slots__ = ("bucket_counts", "endpoint", "hist", "labels", "method", "status", "sums")
+    __slots__ = (
+        "bucket_counts",
+        "endpoint",
+        "extra",
+        "hist",
+        "labels",
+        "method",
+        "status",
+        "sums",
+    )
 
-    def __init__(
-        self, method: str, endpoint: str, status: str, hist: LatencyHistogram, n_buckets: int
+    def __init__(  # noqa: PLR0917 - built in one place, by _new_series
+        self,
+        method: str,
+        endpoint: str,
+        status: str,
+        hist: LatencyHistogram,
+        n_buckets: int,
+        extra: tuple[str, ...] = (),
+        extra_names: tuple[str, ...] = (),
     ) -> None:
         self.method = method
         self.endpoint = endpoint
         self.status = status
-        self.labels = request_labels(method, endpoint, status)
+        self.extra = extra
+        self.labels = request_labels(method, endpoint, status) + extra_label_pairs(
+            extra_names, extra
+        )
         self.hist = hist
         # Written in place by the fold (eventmon.core.fold).
         self.sums = cells("d", [0.0])
@@ -112,7 +139,9 @@ class RequestAggregates:
         self.cuts: Sequence[float] = cells("d", cuts)
         self.slot_of: Sequence[int] = cells("q", slot_of)
         self.bucket_of: Sequence[int] = cells("q", bucket_of)
-        self.series_table: dict[tuple[str, str, int], _Series] = {}
+        # Keyed as the fold sees entries: (method, endpoint, status_code), the endpoint
+        # a (template, *extra values) tuple when extra labels are on.
+        self.series_table: dict[tuple[str, Any, int], _Series] = {}
         self.series_sets = label_policy.metric("http_requests_total", 3)
         self.endpoint_hists: dict[str, LatencyHistogram] = {}
         self._percentile_cache: dict[str, tuple[int, list[float]]] = {}
@@ -123,6 +152,24 @@ class RequestAggregates:
         self.recent = LatencyHistogram(layout)
         self.recent_prev = LatencyHistogram(layout)
         self.recent_until = now + window
+        #: Names of the extra request labels (``header_labels``, ``label_callbacks``);
+        #: set by :meth:`MetricsCollector.use_extra_labels`. Empty: none.
+        self.extra_names: tuple[str, ...] = ()
+
+    def labelled(self, endpoint: object) -> tuple[str, tuple[str, ...], bool]:
+        """(route template, extra label values, whether ``endpoint`` was a well-formed
+        ``(template, *values)``) of a recorded endpoint; never raises."""
+        names = self.extra_names
+        if type(endpoint) is str:
+            return endpoint, ("",) * len(names), False
+        if (
+            type(endpoint) is tuple
+            and names
+            and len(endpoint) == len(names) + 1
+            and all(type(v) is str for v in endpoint)
+        ):
+            return endpoint[0], endpoint[1:], True
+        return self.bad_endpoint(endpoint), ("",) * len(names), False
 
     # --------------------------------------------------------------------- fold
 
@@ -165,27 +212,42 @@ class RequestAggregates:
         periods = math.floor((now - self.recent_until) / size) + 1
         self.recent_until += periods * size
 
-    def _new_series(self, method: str, endpoint: str, status: int) -> _Series:
+    def _new_series(self, method: str, endpoint: Any, status: int) -> _Series:
         # The fold calls this for each key it has not seen: the label policy applies here.
         table = self.series_table
-        if type(endpoint) is not str:
-            # Never stored under its own key: each such entry comes back here and counts.
-            endpoint = self.bad_endpoint(endpoint)
-            s = table.get((_method_label(method), endpoint, status))
-            if s is not None:
-                return s
+        names = self.extra_names
+        key_endpoint: Any = endpoint
+        extra: tuple[str, ...] = ()
+        if type(endpoint) is not str or names:
+            # A bad endpoint, or (with extra labels) a (template, *values) key or a plain
+            # template, which shares the series whose values are all "".
+            endpoint, extra, well_formed = self.labelled(endpoint)
+            if not well_formed:
+                # Never stored under its own key: each such entry comes back here and counts.
+                key_endpoint = (endpoint, *extra) if names else endpoint
+                s = table.get((_method_label(method), key_endpoint, status))
+                if s is not None:
+                    return s
         label = _method_label(method)
         if label != method:
             # A made-up method is never stored under its own key, so it cannot grow memory.
-            s = table.get((label, endpoint, status))
+            s = table.get((label, key_endpoint, status))
             if s is not None:
                 return s
-        key = (label, endpoint, status)
+        key = (label, key_endpoint, status)
         if self.series_sets.admit(key) is not key:
             okey = (OVERFLOW, OVERFLOW, -1)
             s = table.get(okey)
             if s is None:
-                s = _Series(OVERFLOW, OVERFLOW, OVERFLOW, self._overflow_hist(), len(self.bounds))
+                s = _Series(
+                    OVERFLOW,
+                    OVERFLOW,
+                    OVERFLOW,
+                    self._overflow_hist(),
+                    len(self.bounds),
+                    (OVERFLOW,) * len(names),
+                    names,
+                )
                 table[okey] = s
             return s
         hist = self.endpoint_hists.get(endpoint)
@@ -196,7 +258,7 @@ class RequestAggregates:
                 self.endpoint_hists[endpoint] = hist
             else:
                 hist = self._overflow_hist()
-        s = _Series(label, endpoint, str(status), hist, len(self.bounds))
+        s = _Series(label, endpoint, str(status), hist, len(self.bounds), extra, names)
         table[key] = s
         return s
 
@@ -221,7 +283,9 @@ class RequestAggregates:
     def series(self) -> list[SeriesSnapshot]:
         """Every request series with its count, sum (seconds) and bucket counts."""
         return [
-            SeriesSnapshot(s.method, s.endpoint, s.status, s.labels, s.count, s.sum, s.buckets)
+            SeriesSnapshot(
+                s.method, s.endpoint, s.status, s.labels, s.count, s.sum, s.buckets, s.extra
+            )
             for s in self.series_table.values()
         ]
 

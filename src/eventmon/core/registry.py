@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from eventmon._exceptions import ConfigurationError
@@ -29,6 +30,7 @@ __all__ = [
     "LabelSetLimit",
     "LabelSets",
     "escape_label_value",
+    "extra_label_pairs",
     "family_names",
     "request_labels",
     "reserved_name_problem",
@@ -143,6 +145,14 @@ def request_labels(method: str, endpoint: str, status_code: str) -> str:
         f'endpoint="{escape_label_value(endpoint)}",'
         f'status_code="{escape_label_value(status_code)}"'
     )
+
+
+def extra_label_pairs(names: Sequence[str], values: Sequence[str]) -> str:
+    """``,tenant="acme"``...: a request series' extra labels, to follow :func:`request_labels`.
+
+    Empty when ``values`` is (a series recorded before the names were declared).
+    """
+    return "".join(f',{n}="{escape_label_value(v)}"' for n, v in zip(names, values, strict=False))
 
 
 class LabelSetLimit:

@@ -33,10 +33,22 @@ class SizeHistograms:
         self._sets = policy.metric(REQUEST_SIZE, 3)
 
     def observe(
-        self, method: str, endpoint: str, status: int, request_bytes: int, response_bytes: int
+        self,
+        method: str,
+        endpoint: str | tuple[str, ...],
+        status: int,
+        request_bytes: int,
+        response_bytes: int,
     ) -> None:
-        """Record one request's body sizes (negative sizes count as 0)."""
-        key = self._sets.admit((_method_label(method), endpoint, str(status)))
+        """Record one request's body sizes (negative sizes count as 0).
+
+        ``endpoint`` may be ``(template, *extra label values)``: the label values
+        are then (method, template, status, *extra values).
+        """
+        if type(endpoint) is str:
+            key = self._sets.admit((_method_label(method), endpoint, str(status)))
+        else:
+            key = self._sets.admit((_method_label(method), endpoint[0], str(status), *endpoint[1:]))
         request_bytes = max(request_bytes, 0)
         response_bytes = max(response_bytes, 0)
         inc = self._cells.inc

@@ -57,7 +57,7 @@ class ExportSnapshot:
     in_progress: int
     counters: Mapping[str, Mapping[tuple[str, ...], float]]
     counter_labels: Mapping[str, tuple[str, ...]]
-    slow_requests: Mapping[tuple[str, str], int]
+    slow_requests: Mapping[tuple[str, ...], int]
     workers: int = 1
     extra: Mapping[str, Any] = field(default_factory=dict)
     histograms: Mapping[str, HistogramSnapshot] = field(default_factory=dict)

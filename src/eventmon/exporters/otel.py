@@ -4,7 +4,9 @@ Every request eventmon observes is recorded, with the exact duration eventmon
 measured (seconds, not rounded), on the stable HTTP semantic-convention
 instrument ``http.server.request.duration`` with the attributes ``http.route``,
 ``http.request.method``, ``http.response.status_code``, ``url.scheme`` and,
-for 5xx, ``error.type``; ``http.server.active_requests`` reports requests in
+for 5xx, ``error.type``; extra request labels (``header_labels``,
+``label_callbacks``) follow as attributes of their own names, with the
+collector's label cap. ``http.server.active_requests`` reports requests in
 progress. Your counters, gauges and histograms (``increment_counter``,
 ``set_gauge``, ``observe_histogram``) follow as OpenTelemetry counters, gauges
 and histograms of the same names (a histogram's own buckets advised), with
@@ -118,8 +120,9 @@ class OTelBridge:
         self.max_routes = max_routes
         self.dropped = 0
         self._pending: deque[tuple[Any, ...]] = deque()
-        self._attrs: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self._attrs: dict[tuple[str, Any, int], dict[str, Any]] = {}
         self._routes: set[str] = set()
+        self._extra_sets: set[tuple[str, ...]] = set()
         self._drain_lock = threading.Lock()
         self._closed = False
         collector.add_fold_listener(self._on_batch)
@@ -161,10 +164,16 @@ class OTelBridge:
             self.dropped += over
             self.collector.record_internal_error("otel.dropped")
 
-    def _attributes(self, method: str, endpoint: str, status: int) -> dict[str, Any]:
+    def _attributes(self, method: str, endpoint: Any, status: int) -> dict[str, Any]:
         key = (method, endpoint, status)
         attrs = self._attrs.get(key)
         if attrs is None:
+            extra: tuple[str, ...] = ()
+            if type(endpoint) is tuple:  # (template, *extra label values)
+                endpoint, *values = endpoint
+                extra = self._admit_extra(tuple(values))
+            elif type(endpoint) is not str:
+                endpoint = UNMATCHED  # as the collector records it
             attrs = {
                 "http.request.method": method if method in _KNOWN_METHODS else "_OTHER",
                 "http.response.status_code": status,
@@ -178,9 +187,19 @@ class OTelBridge:
                 attrs["http.route"] = endpoint
             if status >= 500:
                 attrs["error.type"] = str(status)
+            attrs.update(zip(self.collector.extra_label_names, extra, strict=False))
             if len(self._attrs) < 10 * self.max_routes:
                 self._attrs[key] = attrs
         return attrs
+
+    def _admit_extra(self, values: tuple[str, ...]) -> tuple[str, ...]:
+        """``values``, or all ``__overflow__`` past the collector's label cap."""
+        seen = self._extra_sets
+        if values not in seen:
+            if len(seen) >= self.collector.max_label_sets:
+                return tuple(OVERFLOW for _ in values)
+            seen.add(values)
+        return values
 
     def drain(self) -> int:
         """Record every pending observation into OpenTelemetry now; returns how many."""

@@ -125,6 +125,10 @@ class EventmonCollector:
             yield from _process_families(processes)
 
 
+def _pad(values: tuple[str, ...], width: int) -> tuple[str, ...]:
+    return values if len(values) == width else (*values, *("",) * width)[:width]
+
+
 def families(view: MetricsView, *, unit: str = "s") -> Iterator[Metric]:
     """Every family of :func:`~eventmon.exporters.prometheus.render_families` but ``process_*``."""
     from eventmon import __version__
@@ -133,20 +137,24 @@ def families(view: MetricsView, *, unit: str = "s") -> Iterator[Metric]:
 
     scale = 1000.0 if unit == "ms" else 1.0
     series = view.series()
+    # Extra request labels (header_labels, label_callbacks): every series has them all,
+    # "" where a series was recorded without a value.
+    extra = tuple(getattr(view, "extra_label_names", ()))
+    width = len(extra)
     requests = CounterMetricFamily(
         "http_requests_total",
         "HTTP requests by method, route template and status code.",
-        labels=("method", "endpoint", "status_code"),
+        labels=("method", "endpoint", "status_code", *extra),
     )
     for s in series:
-        requests.add_metric((s.method, s.endpoint, s.status_code), s.count)
+        requests.add_metric((s.method, s.endpoint, s.status_code, *_pad(s.extra, width)), s.count)
     yield requests
 
     hist_name = "http_request_duration_ms" if unit == "ms" else "http_request_duration_seconds"
     durations = HistogramMetricFamily(
         hist_name,
         "HTTP request duration, until the last body byte was sent.",
-        labels=("method", "endpoint", "status_code"),
+        labels=("method", "endpoint", "status_code", *extra),
     )
     bounds = tuple(view.bounds)
     shown = len(DEFAULT_BUCKETS_MS) if unit == "ms" and bounds == DEFAULT_BUCKETS else len(bounds)
@@ -154,7 +162,8 @@ def families(view: MetricsView, *, unit: str = "s") -> Iterator[Metric]:
     for s in series:
         cumulative = list(accumulate(s.buckets))
         buckets = [*zip(les, cumulative, strict=False), ("+Inf", cumulative[-1])]
-        durations.add_metric((s.method, s.endpoint, s.status_code), buckets, s.sum * scale)
+        labelled = (s.method, s.endpoint, s.status_code, *_pad(s.extra, width))
+        durations.add_metric(labelled, buckets, s.sum * scale)
     yield durations
 
     # Precomputed quantiles: a summary, as on eventmon's page. SummaryMetricFamily
@@ -183,10 +192,10 @@ def families(view: MetricsView, *, unit: str = "s") -> Iterator[Metric]:
     slow = CounterMetricFamily(
         "http_slow_requests_total",
         "HTTP requests slower than the slow threshold.",
-        labels=("method", "endpoint"),
+        labels=("method", "endpoint", *extra),
     )
-    for (method, endpoint), n in sorted(view.slow_requests().items()):
-        slow.add_metric((method, endpoint), n)
+    for (method, endpoint, *slow_extra), n in sorted(view.slow_requests().items()):
+        slow.add_metric((method, endpoint, *_pad(tuple(slow_extra), width)), n)
     yield slow
     errors = CounterMetricFamily(
         "eventmon_internal_errors_total",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from eventmon.core._native import ACCELERATOR
 from eventmon.core.histogram import DEFAULT_BUCKETS, DEFAULT_BUCKETS_MS
 from eventmon.core.process import instance_limits, rss_bytes
-from eventmon.core.registry import escape_label_value, request_labels
+from eventmon.core.registry import escape_label_value, extra_label_pairs, request_labels
 from eventmon.exporters._server import MetricsServer, start_metrics_server
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class MetricsView(Protocol):
     def series(self) -> Sequence[SeriesSnapshot]: ...
     def endpoint_percentiles(self) -> Mapping[str, Sequence[float]]: ...
     def in_progress(self) -> int: ...
-    def slow_requests(self) -> Mapping[tuple[str, str], int]: ...
+    def slow_requests(self) -> Mapping[tuple[str, ...], int]: ...
     def internal_errors(self) -> Mapping[str, int]: ...
     def counters(self) -> Mapping[str, Mapping[tuple[str, ...], float]]: ...
     def counter_labels(self, name: str) -> tuple[str, ...]: ...
@@ -170,7 +170,10 @@ _SIZE_HELP = (
 
 
 def _size_families(
-    add: Any, family: Any, sizes: Mapping[int, Mapping[tuple[str, ...], tuple[list[int], float]]]
+    add: Any,
+    family: Any,
+    sizes: Mapping[int, Mapping[tuple[str, ...], tuple[list[int], float]]],
+    extra_names: tuple[str, ...],
 ) -> None:
     from eventmon.core.sizes import SIZE_BUCKETS
 
@@ -178,7 +181,7 @@ def _size_families(
     for kind, (name, help_text) in enumerate(_SIZE_HELP):
         family(name, "histogram", help_text)
         for values, (counts, total) in sorted(sizes[kind].items()):
-            lbl = request_labels(*values)
+            lbl = request_labels(*values[:3]) + extra_label_pairs(extra_names, values[3:])
             for le, c in zip(les, accumulate(counts), strict=True):
                 add(f'{name}_bucket{{{lbl},le="{le}"}} {c}\n')
             add(f"{name}_sum{{{lbl}}} {_num(total)}\n")
@@ -187,6 +190,11 @@ def _size_families(
 
 def _status_class(status: str) -> str:
     return status[0] + "xx" if len(status) == 3 and status.isdigit() else status
+
+
+def _extra_names(view: object) -> tuple[str, ...]:
+    """The view's extra request label names (``header_labels``, ``label_callbacks``)."""
+    return tuple(getattr(view, "extra_label_names", ()))
 
 
 class _GroupedStatus:
@@ -201,15 +209,17 @@ class _GroupedStatus:
     def series(self) -> list[SeriesSnapshot]:
         from eventmon.collector import SeriesSnapshot
 
-        merged: dict[tuple[str, str, str], SeriesSnapshot] = {}
+        names = _extra_names(self._view)
+        merged: dict[tuple[str, ...], SeriesSnapshot] = {}
         for s in self._view.series():
             status = _status_class(s.status_code)
-            key = (s.method, s.endpoint, status)
+            key = (s.method, s.endpoint, status, *s.extra)
             had = merged.get(key)
             if had is None:
-                labels = request_labels(*key)
+                labels = request_labels(s.method, s.endpoint, status)
+                labels += extra_label_pairs(names, s.extra)
                 merged[key] = SeriesSnapshot(
-                    s.method, s.endpoint, status, labels, s.count, s.sum, s.buckets
+                    s.method, s.endpoint, status, labels, s.count, s.sum, s.buckets, s.extra
                 )
             else:
                 buckets = tuple(a + b for a, b in zip(had.buckets, s.buckets, strict=True))
@@ -221,6 +231,7 @@ class _GroupedStatus:
                     had.count + s.count,
                     had.sum + s.sum,
                     buckets,
+                    s.extra,
                 )
         return list(merged.values())
 
@@ -230,8 +241,8 @@ class _GroupedStatus:
         if sizes_of is None:
             return out
         for kind, per in sizes_of().items():
-            for (method, endpoint, status), (counts, total) in per.items():
-                key = (method, endpoint, _status_class(status))
+            for (method, endpoint, status, *extra), (counts, total) in per.items():
+                key = (method, endpoint, _status_class(status), *extra)
                 had = out[kind].get(key)
                 if had is None:
                     out[kind][key] = (list(counts), total)
@@ -317,7 +328,9 @@ def render_families(
     for s in series:
         cumulative = list(accumulate(s.buckets))
         if exemplars:
-            held = exemplars.get((s.method, s.endpoint, s.status_code))
+            # Keyed by the endpoint as recorded: (template, *values) with extra labels.
+            recorded: Any = (s.endpoint, *s.extra) if s.extra else s.endpoint
+            held = exemplars.get((s.method, recorded, s.status_code))
             if held:
                 _buckets_with_exemplars(add, hist_name, s.labels, les, cumulative, held, scale)
                 add(f"{hist_name}_sum{{{s.labels}}} {_num(s.sum * scale)}\n")
@@ -329,10 +342,11 @@ def render_families(
         add(f"{hist_name}_sum{{{s.labels}}} {_num(s.sum * scale)}\n")
         add(f"{hist_name}_count{{{s.labels}}} {s.count}\n")
 
+    extra_names = _extra_names(collector)
     sizes_of = getattr(collector, "size_histograms", None)
     sizes = sizes_of() if sizes_of is not None else None
     if sizes is not None and (sizes[0] or sizes[1]):
-        _size_families(add, family, sizes)
+        _size_families(add, family, sizes, extra_names)
 
     # HDR percentiles per endpoint, as a summary: precomputed quantiles are what the
     # summary type is for, and promtool rejects a "quantile" label on a gauge.
@@ -358,9 +372,9 @@ def render_families(
     sample = family(
         "http_slow_requests_total", "counter", "HTTP requests slower than the slow threshold."
     )
-    for (method, endpoint), n in sorted(collector.slow_requests().items()):
+    for (method, endpoint, *extra), n in sorted(collector.slow_requests().items()):
         labels = _labels(("method", "endpoint"), (method, endpoint))
-        add(f"{sample}{{{labels}}} {n}\n")
+        add(f"{sample}{{{labels}{extra_label_pairs(extra_names, extra)}}} {n}\n")
 
     sample = family(
         "eventmon_internal_errors_total", "counter", "Faults inside eventmon; requests went on."

@@ -1,8 +1,14 @@
 """The state document a worker writes, its validation, and the sum and max-join of them.
 
-One format (``"format": 1``) for worker files and ``archive.json``: a worker's
-whole cumulative state. :class:`_Merged` adds documents (a scrape) and joins
-two archives figure by figure (rebuilding a damaged one).
+One format for worker files and ``archive.json``: a worker's whole cumulative
+state. :class:`_Merged` adds documents (a scrape) and joins two archives figure
+by figure (rebuilding a damaged one).
+
+``"format": 1`` is the document without extra request labels, as every earlier
+eventmon wrote it. ``"format": 2`` (written only by a collector with extra
+labels: ``header_labels``, ``label_callbacks``) adds ``"extra_labels"`` (their
+names), a seventh column to series rows and a fourth to slow rows (the values).
+Both are read; an older eventmon sets a format 2 file aside rather than misread it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ if TYPE_CHECKING:
     from eventmon.exporters.prometheus import ProcessSample
 
 _FORMAT = 1
+_FORMAT_EXTRA = 2  # with extra request labels
+_FORMATS = (_FORMAT, _FORMAT_EXTRA)
 _KEEP_MERGED = 4096  # tokens of archived workers remembered against double merging
 
 
@@ -58,7 +66,7 @@ def _parse(data: bytes, bounds: list[float], nslots: int, *, worker: bool) -> di
         state = json.loads(data)
     except (ValueError, RecursionError) as e:
         raise _Corrupt(f"not JSON: {str(e)[:60]}") from None
-    if not isinstance(state, dict) or state.get("format") != _FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in _FORMATS:
         raise _Corrupt("not an eventmon state document")
     if worker and state.get("bounds") != bounds:
         theirs = state.get("bounds")
@@ -82,12 +90,18 @@ def _check(state: dict[str, Any], nbuckets: int, nslots: int) -> None:
             fail(key)
         return value
 
+    if not _is_strs(items("extra_labels", list)):
+        fail("extra_labels")
     rows = items("series", list)
     if rows:
         # Column by column, with built-ins: a scrape checks every worker's file.
-        if set(map(type, rows)) != {list} or set(map(len, rows)) != {6}:
+        if set(map(type, rows)) != {list} or not set(map(len, rows)) <= {6, 7}:
             fail("series")
-        methods, endpoints, statuses, counts, totals, buckets = zip(*rows, strict=True)
+        if not all(_is_strs(row[6]) for row in rows if len(row) == 7):
+            fail("series")
+        methods, endpoints, statuses, counts, totals, buckets = zip(
+            *(row[:6] for row in rows), strict=True
+        )
         flat = list(itertools.chain.from_iterable(buckets))
         if not (
             set(map(type, itertools.chain(methods, endpoints, statuses))) == {str}
@@ -105,8 +119,10 @@ def _check(state: dict[str, Any], nbuckets: int, nslots: int) -> None:
     for flat in items("hdr", dict).values():
         if not (_counts_ok(flat) and len(flat) % 2 == 0 and max(flat[::2], default=0) < nslots):
             fail("hdr")
-    for method, endpoint, n in items("slow", list):
+    for method, endpoint, n, *extra in items("slow", list):
         if not (type(method) is str and type(endpoint) is str and _is_count(n)):
+            fail("slow")
+        if extra and (len(extra) > 1 or not _is_strs(extra[0])):
             fail("slow")
     if not all(_is_count(n) for n in items("errors", dict).values()):
         fail("errors")
@@ -153,6 +169,7 @@ class _Merged:
         "counters",
         "cpu",
         "errors",
+        "extra_labels",
         "gauge_labels",
         "gauges",
         "hdr",
@@ -167,9 +184,12 @@ class _Merged:
     )
 
     def __init__(self) -> None:
-        self.series: dict[tuple[str, str, str], list[Any]] = {}  # [count, sum, [buckets]]
+        # (method, endpoint, status, *extra label values) -> [count, sum, [buckets]]
+        self.series: dict[tuple[str, ...], list[Any]] = {}
         self.hdr: dict[str, dict[int, int]] = {}
-        self.slow: dict[tuple[str, str], int] = {}
+        self.slow: dict[tuple[str, ...], int] = {}  # (method, endpoint, *extra values)
+        #: Names of the extra request labels (format 2), else empty.
+        self.extra_labels: tuple[str, ...] = ()
         self.errors: dict[str, int] = {}
         self.counters: dict[str, dict[tuple[str, ...], float]] = {}
         self.counter_labels: dict[str, tuple[str, ...]] = {}
@@ -187,8 +207,10 @@ class _Merged:
     def add(self, state: Mapping[str, Any], sign: int = 1, *, live: bool = False) -> None:
         """Add (or with ``sign=-1`` subtract) one state document."""
         series = self.series
-        for method, endpoint, status, count, total, buckets in state.get("series", ()):
-            key = (method, endpoint, status)
+        if not self.extra_labels and state.get("extra_labels"):
+            self.extra_labels = tuple(state["extra_labels"])
+        for method, endpoint, status, count, total, buckets, *extra in state.get("series", ()):
+            key = (method, endpoint, status, *(extra[0] if extra else ()))
             acc = series.get(key)
             if acc is None:
                 series[key] = [sign * count, sign * total, [sign * b for b in buckets]]
@@ -206,8 +228,8 @@ class _Merged:
             it = iter(flat)
             for i, c in zip(it, it, strict=True):
                 acc_h[i] = acc_h.get(i, 0) + sign * c
-        for method, endpoint, n in state.get("slow", ()):
-            k2 = (method, endpoint)
+        for method, endpoint, n, *extra in state.get("slow", ()):
+            k2 = (method, endpoint, *(extra[0] if extra else ()))
             self.slow[k2] = self.slow.get(k2, 0) + sign * n
         for where, n in state.get("errors", {}).items():
             self.errors[where] = self.errors.get(where, 0) + sign * n
@@ -269,6 +291,7 @@ class _Merged:
                 acc[:] = [max(acc[0], count, sum(joined)), max(acc[1], total), joined]
         for endpoint, counts in other.hdr.items():
             _join_into(self.hdr.setdefault(endpoint, {}), counts)
+        self.extra_labels = self.extra_labels or other.extra_labels
         _join_into(self.slow, other.slow)
         _join_into(self.errors, other.errors)
         for name, per in other.counters.items():
@@ -315,13 +338,20 @@ class _Merged:
 
     def to_state(self) -> dict[str, Any]:
         """This sum as a state document (the archive's format)."""
+        extra = self.extra_labels
         return {
-            "format": _FORMAT,
-            "series": [[m, e, s, a[0], a[1], a[2]] for (m, e, s), a in self.series.items()],
+            "format": _FORMAT_EXTRA if extra else _FORMAT,
+            **({"extra_labels": list(extra)} if extra else {}),
+            "series": [
+                [m, e, s, a[0], a[1], a[2], *([list(v)] if extra else [])]
+                for (m, e, s, *v), a in self.series.items()
+            ],
             "hdr": {
                 ep: [x for i in sorted(h) if h[i] for x in (i, h[i])] for ep, h in self.hdr.items()
             },
-            "slow": [[m, e, n] for (m, e), n in self.slow.items()],
+            "slow": [
+                [m, e, n, *([list(v)] if extra else [])] for (m, e, *v), n in self.slow.items()
+            ],
             "errors": dict(self.errors),
             "counters": [
                 [name, list(k), v] for name, per in self.counters.items() for k, v in per.items()

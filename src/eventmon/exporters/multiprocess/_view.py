@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from eventmon.collector import SeriesSnapshot
 from eventmon.core.histogram import HdrLayout, LatencyHistogram
-from eventmon.core.registry import request_labels
+from eventmon.core.registry import extra_label_pairs, request_labels
 from eventmon.core.user_histograms import HistogramSnapshot
 from eventmon.exporters.multiprocess._state import _Merged
 
@@ -30,19 +30,24 @@ class MergedView:
         self.quantiles = quantiles
         self.layout = layout
         self.workers = merged.workers
+        #: The workers' extra request label names (``header_labels``, ``label_callbacks``).
+        self.extra_label_names = merged.extra_labels
 
     def series(self) -> list[SeriesSnapshot]:
+        names = self.extra_label_names
+        rows = self._m.series.items()
         return [
             SeriesSnapshot(
                 method,
                 endpoint,
                 status,
-                request_labels(method, endpoint, status),
+                request_labels(method, endpoint, status) + extra_label_pairs(names, extra),
                 count,
                 total,
                 tuple(buckets),
+                tuple(extra),
             )
-            for (method, endpoint, status), (count, total, buckets) in self._m.series.items()
+            for (method, endpoint, status, *extra), (count, total, buckets) in rows
         ]
 
     def endpoints(self) -> list[str]:
@@ -71,7 +76,7 @@ class MergedView:
     def in_progress(self) -> int:
         return max(self._m.inflight, 0)
 
-    def slow_requests(self) -> dict[tuple[str, str], int]:
+    def slow_requests(self) -> dict[tuple[str, ...], int]:
         return dict(self._m.slow)
 
     def internal_errors(self) -> dict[str, int]:

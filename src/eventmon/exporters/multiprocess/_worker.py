@@ -26,7 +26,7 @@ from eventmon.exporters.multiprocess._files import (
     _write_file,
     process_alive,
 )
-from eventmon.exporters.multiprocess._state import _FORMAT, _Merged
+from eventmon.exporters.multiprocess._state import _FORMAT, _FORMAT_EXTRA, _Merged
 from eventmon.exporters.multiprocess._view import MergedView
 
 if TYPE_CHECKING:
@@ -148,8 +148,12 @@ class WorkerAggregator(_Keeper):
     def dump(self) -> dict[str, Any]:
         """This worker's cumulative state as a document."""
         c = self.collector
+        extra = c.extra_label_names
+        blank = [""] * len(extra)
+        # With extra request labels (format 2) each row carries their values.
         series = [
             [s.method, s.endpoint, s.status_code, s.count, s.sum, list(s.buckets)]
+            + ([list(s.extra) or blank] if extra else [])
             for s in c.series()
         ]
         hdr: dict[str, list[int]] = {}
@@ -168,7 +172,8 @@ class WorkerAggregator(_Keeper):
         histograms = c.histograms()
         times = os.times()
         return {
-            "format": _FORMAT,
+            "format": _FORMAT_EXTRA if extra else _FORMAT,
+            **({"extra_labels": list(extra)} if extra else {}),
             "token": self.token,
             "pid": self.pid,
             "seq": self.seq + 1,
@@ -176,7 +181,10 @@ class WorkerAggregator(_Keeper):
             "bounds": list(c.bounds),
             "series": series,
             "hdr": hdr,
-            "slow": [[m, e, n] for (m, e), n in c.slow_requests().items()],
+            "slow": [
+                [m, e, n, *([list(v) or blank] if extra else [])]
+                for (m, e, *v), n in c.slow_requests().items()
+            ],
             "errors": c.internal_errors(),
             "counters": [
                 [name, list(k), v] for name, per in counters.items() for k, v in per.items()
