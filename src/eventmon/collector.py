@@ -249,7 +249,8 @@ class MetricsCollector:
     ) -> dict[tuple[str, str, str], dict[int, tuple[str, float, float]]]:
         """``(method, endpoint, status_code)`` -> bucket -> ``(trace_id, seconds, unix time)``.
 
-        Empty with exemplars off. The last bucket index is +Inf's.
+        Empty with exemplars off. The last bucket index is +Inf's. With extra labels
+        the endpoint is as recorded, ``(template, *values)``.
         """
         store = self._exemplars
         return store.by_series() if store is not None else {}

@@ -201,7 +201,8 @@ def make(adapter_name: str, clock: Any) -> Iterator[Any]:
         return h
 
     yield _make
-    for h in made:
+    # Last made, first closed: Django's override_settings must be undone in reverse order.
+    for h in reversed(made):
         h.close()
     for c in collectors:
         c.shutdown()

@@ -115,20 +115,20 @@ labelled_entries = st.lists(
 @given(raw=labelled_entries, cap=st.sampled_from([3, 1000]))
 def test_compiled_fold_matches_python_with_extra_labels(raw: list[Any], cap: int) -> None:
     # Endpoints as adapters with header_labels record them: (template, *values).
-    ref = _collector(fold_python, cap)
-    fast = _collector(compiled, cap)
+    ref = _aggregates(fold_python, cap)
+    fast = _aggregates(compiled, cap)
     for c in (ref, fast):
-        c.use_extra_labels(("tenant",))
+        c.extra_names = ("tenant",)  # what MetricsCollector.use_extra_labels sets
     for batch in _batches(raw):
-        ref._fold(list(batch))
-        fast._fold(list(batch))
+        ref.fold(list(batch))
+        fast.fold(list(batch))
     assert _state(fast) == _state(ref)
     assert [(s.endpoint, s.extra) for s in fast.series()] == [
         (s.endpoint, s.extra) for s in ref.series()
     ]
-    assert sum(s.count for s in fast._series.values()) == len(raw)
+    assert sum(s.count for s in fast.series_table.values()) == len(raw)
     # Percentile histograms stay per route template.
-    assert set(fast._endpoint_hists) <= {"/e/0", "/e/1", "__unmatched__", "__overflow__"}
+    assert set(fast.endpoint_hists) <= {"/e/0", "/e/1", "__unmatched__", "__overflow__"}
 
 
 def test_equal_labels_of_different_objects_share_a_series() -> None:
