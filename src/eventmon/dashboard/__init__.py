@@ -14,7 +14,8 @@ loads nothing from the network. The JSON API is documented in docs/dashboard.md.
 
 from __future__ import annotations
 
-from eventmon.dashboard._core import API_VERSION, Dashboard, Provider, Response
+from eventmon.dashboard._core import API_VERSION, Dashboard, Provider
+from eventmon.dashboard._http import Response
 from eventmon.dashboard.asgi import DashboardASGI
 from eventmon.dashboard.wsgi import DashboardWSGI
 
