@@ -11,7 +11,8 @@ it never raises into the app: faults are logged and counted.
 Under worker aggregation (``EVENTMON_MULTIPROC_DIR``) every worker may start an
 engine: the loops elect one evaluator per directory (an ``flock`` on
 ``engine.lock``), which reads the instance's merged figures and alone notifies;
-the others keep sampling so that one of them can take over within ``interval``.
+the others keep sampling so that one of them can take over within ``interval``
+(:mod:`eventmon.alerting._leadership`).
 
 Example::
 
@@ -27,16 +28,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from eventmon._exceptions import ConfigurationError, RuleError
 from eventmon._validate import seconds
+from eventmon.alerting._leadership import EVALUATOR_GAUGE, Leadership
 from eventmon.alerting.expr import Condition
 from eventmon.alerting.metrics import DB_CONNECTION_ERRORS, SCALE_OUT_GAUGE, RuleMetrics
 from eventmon.alerting.notifiers.base import AlertNotice, Notifier, ScalingEvent
@@ -45,15 +46,7 @@ from eventmon.alerting.rules import AlertRule, check_unique
 from eventmon.collector import MetricsCollector, default_collector
 from eventmon.types import Clock
 
-if TYPE_CHECKING:
-    from eventmon.exporters.multiprocess._leader import EvaluatorLock
-
 __all__ = ["EVALUATOR_GAUGE", "AlertEngine", "AlertStatus"]
-
-#: Gauge set under worker aggregation: 1 in the worker whose engine evaluates, 0 elsewhere.
-EVALUATOR_GAUGE = "eventmon_alert_evaluator"
-
-logger = logging.getLogger("eventmon.alerting")
 
 State = Literal["inactive", "pending", "firing", "resolved"]
 
@@ -158,8 +151,7 @@ class AlertEngine:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pid = 0
-        self._leader: EvaluatorLock | None = None
-        self._leading = False
+        self._leadership = Leadership(self.collector)
         self.evaluations = 0
         for rule in check_unique(rules):
             self.add_rule(rule)
@@ -282,31 +274,17 @@ class AlertEngine:
         Under worker aggregation, in a worker whose loop does not lead: the
         leader's, as it published them at its last evaluation.
         """
-        shared = self._leaders_alerts()
-        if shared is not None:
-            return shared
+        docs = self._leadership.published()
+        if docs is not None:
+            try:
+                return [_status(d) for d in docs]
+            except (TypeError, ValueError):
+                pass  # damaged: this worker's own (inactive) states rather than nothing
         return self._own_alerts()
 
-    def _leaders_alerts(self) -> list[AlertStatus] | None:
-        agg = self.collector.multiprocess
-        if agg is None or self._leader is None or self.leading:
-            return None
-        from eventmon.exporters.multiprocess._leader import read_alerts
-
-        docs = read_alerts(agg.directory)
-        if docs is None:
-            return None
-        try:
-            return [_status(d) for d in docs]
-        except (TypeError, ValueError):
-            return None
-
     def _publish(self) -> None:
-        agg = self.collector.multiprocess
-        if agg is not None:
-            from eventmon.exporters.multiprocess._leader import publish_alerts
-
-            publish_alerts(agg.directory, [dataclasses.asdict(s) for s in self._own_alerts()])
+        if self.collector.multiprocess is not None:
+            self._leadership.publish([dataclasses.asdict(s) for s in self._own_alerts()])
 
     def _own_alerts(self) -> list[AlertStatus]:
         with self._lock:
@@ -350,34 +328,16 @@ class AlertEngine:
         Always true in one process. Under worker aggregation, true in the one
         worker whose loop holds the directory's evaluator lock (``engine.lock``).
         """
-        if self.collector.multiprocess is None:
-            return True
-        return self._leading and self._leader is not None and self._leader.held
+        return self._leadership.leading
 
     def _lead(self) -> bool:
         """Take or keep the evaluator lock if aggregated; whether to evaluate now."""
-        agg = self.collector.multiprocess
-        lock = self._leader
-        if agg is None:
-            if lock is not None:
-                lock.release()
-                self._leader = None
-            return True
-        if lock is None or lock.directory != agg.directory:
-            from eventmon.exporters.multiprocess._leader import EvaluatorLock
-
-            if lock is not None:
-                lock.release()
-            lock = self._leader = EvaluatorLock(agg.directory)
-        leading = lock.poll()
-        if leading and not self._leading:
-            logger.info("eventmon: pid %d now evaluates the alert rules", os.getpid())
+        leading, took_over = self._leadership.poll()
+        if took_over:
             with self._lock:
                 # Another worker led until now: whatever this engine held is stale.
                 for name, a in self._alerts.items():
                     self._alerts[name] = _Alert(a.rule, a.condition)
-        self._leading = leading
-        self.collector.set_gauge(EVALUATOR_GAUGE, 1.0 if leading else 0.0)
         return leading
 
     def _follow(self) -> None:
@@ -391,12 +351,7 @@ class AlertEngine:
                 self.metrics.sample(refs.values())
 
     def _resign(self) -> None:
-        lock = self._leader
-        if lock is not None:
-            lock.release()
-            if self._leading and self.collector.multiprocess is not None:
-                self.collector.set_gauge(EVALUATOR_GAUGE, 0.0)
-        self._leading = False
+        self._leadership.resign()
 
     # ---------------------------------------------------------------- thread
 

@@ -1,0 +1,90 @@
+"""Which worker's alert engine evaluates under worker aggregation, and what the others show.
+
+Every worker may start an :class:`~eventmon.alerting.AlertEngine`. Its loop polls a
+:class:`Leadership` at each tick: the one worker holding the directory's evaluator lock
+(``engine.lock``, see :mod:`eventmon.exporters.multiprocess._leader`) evaluates, notifies
+and publishes its alerts' states to ``alerts.json``; the others read that file, so every
+worker's dashboard shows the same alerts. Without worker aggregation an engine always leads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eventmon.collector import MetricsCollector
+    from eventmon.exporters.multiprocess._leader import EvaluatorLock
+
+__all__ = ["EVALUATOR_GAUGE", "Leadership"]
+
+#: Gauge set under worker aggregation: 1 in the worker whose engine evaluates, 0 elsewhere.
+EVALUATOR_GAUGE = "eventmon_alert_evaluator"
+
+logger = logging.getLogger("eventmon.alerting")
+
+
+class Leadership:
+    """One engine's part in the election of the evaluator of ``collector``'s directory."""
+
+    def __init__(self, collector: MetricsCollector) -> None:
+        self.collector = collector
+        self._lock: EvaluatorLock | None = None
+        self._leading = False
+
+    @property
+    def leading(self) -> bool:
+        """Whether this engine evaluates: always in one process, else while it holds the lock."""
+        if self.collector.multiprocess is None:
+            return True
+        return self._leading and self._lock is not None and self._lock.held
+
+    def poll(self) -> tuple[bool, bool]:
+        """Take or keep the lock if aggregated: (whether to evaluate now, whether that is new)."""
+        agg = self.collector.multiprocess
+        lock = self._lock
+        if agg is None:
+            if lock is not None:
+                lock.release()
+                self._lock = None
+            return True, False
+        if lock is None or lock.directory != agg.directory:
+            from eventmon.exporters.multiprocess._leader import EvaluatorLock
+
+            if lock is not None:
+                lock.release()
+            lock = self._lock = EvaluatorLock(agg.directory)
+        leading = lock.poll()
+        took_over = leading and not self._leading
+        if took_over:
+            logger.info("eventmon: pid %d now evaluates the alert rules", os.getpid())
+        self._leading = leading
+        self.collector.set_gauge(EVALUATOR_GAUGE, 1.0 if leading else 0.0)
+        return leading, took_over
+
+    def resign(self) -> None:
+        """Release the lock so that another worker takes over at its next tick."""
+        lock = self._lock
+        if lock is not None:
+            lock.release()
+            if self._leading and self.collector.multiprocess is not None:
+                self.collector.set_gauge(EVALUATOR_GAUGE, 0.0)
+        self._leading = False
+
+    def publish(self, alerts: list[dict[str, Any]]) -> None:
+        """Write the leader's alert states for the other workers (aggregated only)."""
+        agg = self.collector.multiprocess
+        if agg is not None:
+            from eventmon.exporters.multiprocess._leader import publish_alerts
+
+            publish_alerts(agg.directory, alerts)
+
+    def published(self) -> list[dict[str, Any]] | None:
+        """The leader's published alert states, in a worker whose loop follows; else None."""
+        agg = self.collector.multiprocess
+        if agg is None or self._lock is None or self.leading:
+            return None
+        from eventmon.exporters.multiprocess._leader import read_alerts
+
+        return read_alerts(agg.directory)
