@@ -1,8 +1,9 @@
-"""What every framework adapter shares: validated options, exclusions, the metrics page.
+"""What every framework adapter shares: validated options and exclusions.
 
-Private: the adapters (``wsgi``, ``flask``, ``django``) build one
-:class:`AdapterOptions` at start-up, ask it per request whether a path is
-excluded, and hand ``/metrics`` requests to :func:`metrics_response`.
+Private: the adapters (``asgi``, ``wsgi``, ``flask``, ``django``) build one
+:class:`AdapterOptions` at start-up and ask it per request whether a path is
+excluded. The per-request labels are in :mod:`eventmon._adapter_labels`, the
+metrics page in :mod:`eventmon._metrics_page`; their names are re-exported here.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
-from eventmon._auth import bearer_credentials, check_token, token_matches
+from eventmon._adapter_labels import LABEL_NAME, MAX_LABEL_VALUE, ExtraLabels, build_extra_labels
+from eventmon._auth import check_token
 from eventmon._exceptions import ConfigurationError
+from eventmon._metrics_page import MetricsPage, metrics_response
 from eventmon.collector import MetricsCollector, default_collector
 from eventmon.core.registry import KNOWN_METHODS
-from eventmon.exporters.prometheus import RESERVED_LABELS, choose_format, render
+from eventmon.exporters.prometheus import RESERVED_LABELS
 
 __all__ = [
     "MAX_LABEL_VALUE",
@@ -104,7 +107,7 @@ class AdapterOptions:
             const_labels=consts,
             group_status_codes=group_status_codes,
             size_metrics=size_metrics,
-            extra_labels=_extra_labels(header_labels, label_callbacks, consts, where),
+            extra_labels=build_extra_labels(header_labels, label_callbacks, consts, where),
         )
 
     @property
@@ -168,15 +171,12 @@ def _methods(methods: Iterable[str], where: str) -> frozenset[str]:
 def _namespace(namespace: str | None, where: str) -> str:
     if namespace is None or namespace == "":
         return ""
-    if not isinstance(namespace, str) or not _NAME.match(namespace):
+    if not isinstance(namespace, str) or not LABEL_NAME.match(namespace):
         raise ConfigurationError(
             f"namespace must be a Prometheus name prefix (letters, digits and '_', not"
             f" starting with a digit), e.g. 'tickets'; got {namespace!r}{where}"
         )
     return namespace
-
-
-_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 def _const_labels(labels: Mapping[str, str] | None, where: str) -> tuple[tuple[str, str], ...]:
@@ -189,7 +189,7 @@ def _const_labels(labels: Mapping[str, str] | None, where: str) -> tuple[tuple[s
         )
     out = []
     for name, value in labels.items():
-        if not isinstance(name, str) or not _NAME.match(name) or name.startswith("__"):
+        if not isinstance(name, str) or not LABEL_NAME.match(name) or name.startswith("__"):
             raise ConfigurationError(
                 f"const_labels: {name!r} is not a valid label name (letters, digits and '_',"
                 f" not starting with a digit or '__'){where}"
@@ -205,158 +205,6 @@ def _const_labels(labels: Mapping[str, str] | None, where: str) -> tuple[tuple[s
             )
         out.append((name, value))
     return tuple(out)
-
-
-#: Longest extra label value kept (characters); a longer one is cut to this.
-MAX_LABEL_VALUE = 100
-
-_HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name (a token)
-
-
-class ExtraLabels:
-    """Per-request labels besides method, endpoint and status: from headers and callbacks.
-
-    Built once at start-up by :meth:`AdapterOptions.build`. :attr:`names` are sorted,
-    so two adapters given the same names in another order record the same series.
-    An adapter calls :meth:`key` when a request ends; it returns the endpoint to
-    record, ``(template, *values)``. A missing header gives ``""``; a callback's
-    result is ``str()``-ed; a callback that raises is logged and counted (internal
-    error ``label_callback``) and gives ``""``; a value is cut to
-    :data:`MAX_LABEL_VALUE` characters.
-    """
-
-    __slots__ = ("_plan", "asgi_headers", "names", "wsgi_headers")
-
-    def __init__(
-        self, headers: Mapping[str, str], callbacks: Mapping[str, Callable[[Any], object]]
-    ) -> None:
-        self.names: tuple[str, ...] = tuple(sorted([*headers, *callbacks]))
-        # Per name, in order: the header's position among the headers, or its callback.
-        plan: list[int | Callable[[Any], object]] = []
-        header_names: list[str] = []
-        for name in self.names:
-            if name in headers:
-                plan.append(len(header_names))
-                header_names.append(headers[name])
-            else:
-                plan.append(callbacks[name])
-        self._plan = tuple(plan)
-        #: The headers as WSGI environ (and Django ``META``) keys: ``HTTP_X_TENANT_ID``.
-        self.wsgi_headers = tuple(_cgi_name(h) for h in header_names)
-        #: The headers as ASGI spells them: lower-case bytes.
-        self.asgi_headers = tuple(h.lower().encode("latin-1") for h in header_names)
-
-    def key(
-        self, endpoint: str, request: object, headers: Iterable[object], collector: Any
-    ) -> tuple[str, ...]:
-        """``(endpoint, *values)``: ``headers`` are the header values, in the order of
-        :attr:`wsgi_headers` (``None`` or absent: ``""``); ``request`` goes to callbacks."""
-        found = list(headers)
-        out = [endpoint]
-        for source in self._plan:
-            if type(source) is int:
-                value: object = found[source]
-                if value is None:
-                    value = ""
-            else:
-                try:
-                    value = source(request)  # type: ignore[operator]
-                except Exception:
-                    collector.internal_error("label_callback")
-                    value = ""
-            if type(value) is not str:
-                try:
-                    value = str(value)
-                except Exception:
-                    collector.internal_error("label_callback")
-                    value = ""
-            out.append(value[:MAX_LABEL_VALUE])
-        return tuple(out)
-
-    def wsgi_key(
-        self, endpoint: str, environ: Mapping[str, Any], collector: Any
-    ) -> tuple[str, ...]:
-        """:meth:`key` for a WSGI environ (or a Django request's ``META``, with ``request``)."""
-        get = environ.get
-        return self.key(endpoint, environ, [get(h) for h in self.wsgi_headers], collector)
-
-    def asgi_key(self, endpoint: str, scope: Mapping[str, Any], collector: Any) -> tuple[str, ...]:
-        """:meth:`key` for an ASGI scope: its headers are a list of (name, value) bytes."""
-        wanted = self.asgi_headers
-        values: list[str | None] = [None] * len(wanted)
-        if wanted:
-            for name, value in scope.get("headers", ()):
-                if name in wanted:
-                    i = wanted.index(name)
-                    if values[i] is None:  # the first of repeated headers, as WSGI servers
-                        values[i] = value.decode("latin-1")
-        return self.key(endpoint, scope, values, collector)
-
-
-def _cgi_name(header: str) -> str:
-    upper = header.upper().replace("-", "_")
-    # CGI names Content-Type and Content-Length without the HTTP_ prefix.
-    return upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
-
-
-def _extra_labels(
-    headers: Mapping[str, str] | None,
-    callbacks: Mapping[str, Callable[[Any], object]] | None,
-    const_labels: tuple[tuple[str, str], ...],
-    where: str,
-) -> ExtraLabels | None:
-    if not headers and not callbacks:
-        return None
-    headers = _label_map(headers, "header_labels", "{'tenant': 'X-Tenant-ID'}", where)
-    callbacks = _label_map(callbacks, "label_callbacks", "{'tenant': tenant_of}", where)
-    consts = {name for name, _ in const_labels}
-    for option, mapping in (("header_labels", headers), ("label_callbacks", callbacks)):
-        for name in mapping:
-            if name in consts:
-                raise ConfigurationError(
-                    f"{option}: {name!r} is also in const_labels; a label takes one of them{where}"
-                )
-    for name in headers:
-        if name in callbacks:
-            raise ConfigurationError(
-                f"{name!r} is in both header_labels and label_callbacks;"
-                f" a label comes from one of them{where}"
-            )
-    for name, header in headers.items():
-        if not isinstance(header, str) or not _HEADER.match(header):
-            raise ConfigurationError(
-                f"header_labels: the header of {name!r} must be a header name such as"
-                f" 'X-Tenant-ID', got {header!r}{where}"
-            )
-    for name, callback in callbacks.items():
-        if not callable(callback):
-            raise ConfigurationError(
-                f"label_callbacks: {name!r} must map to a callable taking the request,"
-                f" got {callback!r}{where}"
-            )
-    return ExtraLabels(headers, callbacks)
-
-
-def _label_map(labels: Any, option: str, example: str, where: str) -> dict[str, Any]:
-    if not labels:
-        return {}
-    if not isinstance(labels, Mapping):
-        raise ConfigurationError(
-            f"{option} must be a dict of label name to source, e.g. {example};"
-            f" got {labels!r}{where}"
-        )
-    for name in labels:
-        if not isinstance(name, str) or not _NAME.match(name) or name.startswith("__"):
-            raise ConfigurationError(
-                f"{option}: {name!r} is not a valid label name (letters, digits and '_',"
-                f" not starting with a digit or '__'){where}"
-            )
-        if name in RESERVED_LABELS:
-            raise ConfigurationError(
-                f"{option}: {name!r} is a label eventmon's own series already have;"
-                f" choose another name{where}"
-            )
-    return dict(labels)
 
 
 def check_endpoint_resolver(resolver: object) -> None:
@@ -379,65 +227,6 @@ def resolve_collector(collector: object, name: str = "collector") -> MetricsColl
             f" one), got {collector!r}"
         )
     return collector
-
-
-class MetricsPage(NamedTuple):
-    """The answer to a request for the metrics page."""
-
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    """Content-Type and Content-Length; WWW-Authenticate on a 401."""
-    body: bytes
-    """Empty for HEAD (Content-Length still says how long the page is)."""
-
-
-def _plain(status: int, text: bytes, *extra: tuple[str, str]) -> MetricsPage:
-    headers = (("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(text))))
-    return MetricsPage(status, headers + extra, text)
-
-
-_UNAUTHORIZED = _plain(
-    401,
-    b"a valid token is required: Authorization: Bearer <token>\n",
-    ("WWW-Authenticate", 'Bearer realm="eventmon metrics"'),
-)
-
-
-def metrics_response(
-    collector: MetricsCollector,
-    method: str,
-    accept: str | None,
-    authorization: str | None,
-    *,
-    options: AdapterOptions,
-    where: str,
-) -> MetricsPage:
-    """The metrics page for one request.
-
-    With ``options.metrics_token`` set, a request without that bearer token gets
-    a 401 (compared in constant time, as the dashboard does). GET and HEAD only;
-    a fault while rendering is counted under ``where`` and answered with a 500,
-    never raised into the host app.
-    """
-    if not token_matches(options.metrics_token, bearer_credentials(authorization)):
-        return _UNAUTHORIZED
-    if method not in ("GET", "HEAD"):
-        return _plain(405, b"Method Not Allowed\n", ("Allow", "GET, HEAD"))
-    openmetrics, content_type = choose_format(accept)
-    try:
-        body = render(
-            collector,
-            openmetrics=openmetrics,
-            unit=options.unit,
-            namespace=options.namespace,
-            const_labels=options.const_labels,
-            group_status_codes=options.group_status_codes,
-        )
-    except Exception:
-        collector.internal_error(where)
-        return _plain(500, b"eventmon could not render metrics\n")
-    headers = (("Content-Type", content_type), ("Content-Length", str(len(body))))
-    return MetricsPage(200, headers, b"" if method == "HEAD" else body)
 
 
 def resolve_dashboard(dashboard: Any, collector: MetricsCollector) -> Any:
