@@ -30,9 +30,9 @@ MIDDLEWARE = "eventmon.django.EventmonMiddleware"
 
 
 def _database_metrics() -> bool:
-    from eventmon.django import _raw_settings
+    from eventmon._django_settings import raw_settings
 
-    value = _raw_settings().get("database_metrics", True)
+    value = raw_settings().get("database_metrics", True)
     if not isinstance(value, bool):
         raise ConfigurationError(
             f"settings.EVENTMON['database_metrics'] must be True or False, got {value!r}"
@@ -42,12 +42,12 @@ def _database_metrics() -> bool:
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Django system check: ``settings.EVENTMON`` parses as the middleware will parse it."""
-    from eventmon.django import _dashboard, _settings
+    from eventmon._django_settings import dashboard_from_settings, read_settings
 
     out: list[checks.CheckMessage] = []
     try:
-        collector, _ = _settings()
-        _dashboard(collector)
+        collector, _ = read_settings()
+        dashboard_from_settings(collector)
     except ConfigurationError as e:
         out.append(checks.Error(str(e), obj="settings.EVENTMON", id="eventmon.E001"))
     if isinstance(getattr(settings, "EVENTMON", None) or {}, dict):  # else E001 said it
@@ -79,9 +79,9 @@ class EventmonConfig(AppConfig):  # type: ignore[misc]  # Django ships no types
         try:
             if not _database_metrics():
                 return
-            from eventmon.django import _settings
+            from eventmon._django_settings import read_settings
 
-            collector, _ = _settings()
+            collector, _ = read_settings()
         except ConfigurationError:
             return  # reported by check_settings, raised again when the middleware loads
         from eventmon.django_db import install

@@ -31,121 +31,27 @@ Reading them touches no database.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.conf import settings
 from django.http import HttpResponse
-from django.utils.module_loading import import_string
 
-from eventmon._adapter import AdapterOptions, metrics_response, resolve_collector
-from eventmon._exceptions import ConfigurationError
+from eventmon import _django_stream
+from eventmon._adapter import AdapterOptions, metrics_response
+from eventmon._django_settings import dashboard_from_settings, read_settings
+from eventmon._django_stream import Stream, content_length, timed_async, timed_sync
 from eventmon.collector import MetricsCollector
 from eventmon.core.exemplars import current_trace, request_trace_id
 from eventmon.core.registry import UNMATCHED
 
 __all__ = ["EventmonMiddleware", "metrics_view"]
 
-# database_metrics is read by the eventmon app (eventmon.apps), not the middleware.
-_KEYS = frozenset(
-    {
-        "collector",
-        "metrics_path",
-        "metrics_token",
-        "exclude_paths",
-        "exclude_patterns",
-        "exclude_methods",
-        "namespace",
-        "const_labels",
-        "group_status_codes",
-        "size_metrics",
-        "header_labels",
-        "label_callbacks",
-        "unit",
-        "dashboard",
-        "dashboard_token",
-        "database_metrics",
-    }
-)
-CLIENT_CLOSED = 499
+#: Status recorded when the client went away before a streaming response's last chunk.
+CLIENT_CLOSED = _django_stream.CLIENT_CLOSED
+
 #: Method label of a request without one (a fault upstream).
 FALLBACK_METHOD = "other"
-
-
-def _raw_settings() -> dict[str, Any]:
-    raw = getattr(settings, "EVENTMON", None) or {}
-    if not isinstance(raw, dict):
-        raise ConfigurationError(f"settings.EVENTMON must be a dict, got {type(raw).__name__}")
-    return raw
-
-
-def _settings() -> tuple[MetricsCollector, AdapterOptions]:
-    raw = _raw_settings()
-    unknown = set(raw) - _KEYS
-    if unknown:
-        raise ConfigurationError(
-            f"settings.EVENTMON has unknown keys {sorted(unknown)}; valid keys: {sorted(_KEYS)}"
-        )
-    collector = raw.get("collector")
-    if isinstance(collector, str):
-        try:
-            collector = import_string(collector)
-        except ImportError as e:
-            raise ConfigurationError(f"settings.EVENTMON['collector']: {e}") from e
-    collector = resolve_collector(collector, "settings.EVENTMON['collector']")
-    options = AdapterOptions.build(
-        metrics_path=raw.get("metrics_path", "/metrics"),
-        metrics_token=raw.get("metrics_token"),
-        exclude_paths=raw.get("exclude_paths", ()),
-        exclude_patterns=raw.get("exclude_patterns", ()),
-        exclude_methods=raw.get("exclude_methods", ()),
-        namespace=raw.get("namespace"),
-        const_labels=raw.get("const_labels"),
-        group_status_codes=raw.get("group_status_codes", False),
-        size_metrics=raw.get("size_metrics", False),
-        header_labels=raw.get("header_labels"),
-        label_callbacks=raw.get("label_callbacks"),
-        unit=raw.get("unit", "s"),
-        source="settings.EVENTMON",
-    )
-    return collector, options
-
-
-def _dashboard(collector: MetricsCollector) -> Any:
-    """The dashboard server settings ask for, or ``None`` (off by default)."""
-    raw = _raw_settings()
-    value = raw.get("dashboard")
-    token = raw.get("dashboard_token")
-    if value is None or value is False:
-        if token is not None:
-            raise ConfigurationError(
-                "settings.EVENTMON['dashboard_token'] is set but the dashboard is off:"
-                " add 'dashboard': True"
-            )
-        return None
-    from eventmon.dashboard import Dashboard
-    from eventmon.dashboard.django import DashboardDjango
-
-    if isinstance(value, str):
-        try:
-            value = import_string(value)
-        except ImportError as e:
-            raise ConfigurationError(f"settings.EVENTMON['dashboard']: {e}") from e
-    if value is True:
-        value = Dashboard(collector, token=token)
-    elif not isinstance(value, Dashboard):
-        raise ConfigurationError(
-            "settings.EVENTMON['dashboard'] must be True, False, an eventmon.dashboard.Dashboard"
-            f" or its dotted path, got {value!r}"
-        )
-    elif token is not None:
-        raise ConfigurationError(
-            "settings.EVENTMON['dashboard_token'] only goes with 'dashboard': True;"
-            " give your Dashboard its token=... instead"
-        )
-    return DashboardDjango(value)
 
 
 def _metrics(request: Any, collector: MetricsCollector, options: AdapterOptions) -> Any:
@@ -165,7 +71,7 @@ def _metrics(request: Any, collector: MetricsCollector, options: AdapterOptions)
 
 def metrics_view(request: Any) -> Any:
     """The Prometheus page as a view: ``path("metrics", metrics_view)`` in ``urls.py``."""
-    collector, options = _settings()
+    collector, options = read_settings()
     return _metrics(request, collector, options)
 
 
@@ -177,7 +83,7 @@ class EventmonMiddleware:
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
-        self.collector, self.options = _settings()
+        self.collector, self.options = read_settings()
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -190,7 +96,7 @@ class EventmonMiddleware:
         if self._extra is not None:
             self.collector.use_extra_labels(self._extra.names, where=" (settings.EVENTMON)")
         self._routes: dict[str, str] = {}
-        self._dashboard = _dashboard(self.collector)
+        self._dashboard = dashboard_from_settings(self.collector)
         if self.collector.exemplars:
             # A collector with exemplars on (EVENTMON["collector"]): note each
             # request's trace as it enters the view stack; off, nothing changes.
@@ -270,7 +176,7 @@ class EventmonMiddleware:
         )
 
     def _time_stream(self, token: Any, request: Any, response: Any, start: float) -> None:
-        stream = _Stream(self, token, request, start, response.status_code)
+        stream = Stream(self, token, request, start, response.status_code)
         try:
             # Recorded when the response is closed, which Django's handlers and WSGI
             # servers do once the body is out. (Django's own list of closers: a plain
@@ -280,12 +186,12 @@ class EventmonMiddleware:
                 closers.append(stream.closed)
                 if getattr(response, "file_to_stream", None) is not None:
                     if stream.sent is not None:
-                        stream.sent = _length(response.get("Content-Length"))
+                        stream.sent = content_length(response.get("Content-Length"))
                     # A FileResponse: leave it whole, so that a WSGI server can still
                     # sendfile() it; it is timed until the server closes it.
                     return
             # And at the last chunk, or at an error or a disconnect while streaming.
-            wrap = _timed_async if response.is_async else _timed_sync
+            wrap = timed_async if response.is_async else timed_sync
             response.streaming_content = wrap(stream, response.streaming_content)
         except Exception:
             self.collector.internal_error("django.stream")
@@ -313,7 +219,7 @@ class EventmonMiddleware:
             try:
                 self.collector.end(token, method, endpoint, status, start)
                 if sent is not None:  # size_metrics=True
-                    received = _length(request.META.get("CONTENT_LENGTH"))
+                    received = content_length(request.META.get("CONTENT_LENGTH"))
                     self.collector.sizes.observe(method, endpoint, status, received, sent)
             except Exception:
                 self.collector.internal_error("django.observe")
@@ -358,81 +264,3 @@ def _note_trace(get_response: Callable[[Any], Any], is_async: bool) -> Callable[
         return get_response(request)
 
     return traced
-
-
-def _length(value: str | None) -> int:
-    try:
-        return max(int(value or 0), 0)
-    except ValueError:
-        return 0
-
-
-class _Stream:
-    """A streaming response in flight: recorded at its last chunk, or when closed."""
-
-    __slots__ = (
-        "done",
-        "middleware",
-        "request",
-        "sent",
-        "start",
-        "started",
-        "status",
-        "token",
-    )
-
-    def __init__(
-        self, middleware: EventmonMiddleware, token: Any, request: Any, start: float, status: int
-    ) -> None:
-        self.middleware = middleware
-        self.token = token
-        self.request = request
-        self.start = start
-        self.status = status
-        self.started = False
-        self.done = False
-        #: Body bytes sent, counted with size_metrics=True (else None).
-        self.sent: int | None = 0 if middleware._sized else None
-
-    def finish(self, status: int) -> None:
-        if not self.done:
-            self.done = True
-            self.middleware._finish(self.token, self.request, status, self.start, self.sent)
-
-    def closed(self) -> None:
-        # Closed after iteration began but before it ended: the client went away.
-        self.finish(CLIENT_CLOSED if self.started else self.status)
-
-
-def _timed_sync(stream: _Stream, content: Iterable[bytes]) -> Iterator[bytes]:
-    stream.started = True
-    try:
-        if stream.sent is None:
-            yield from content
-        else:
-            for chunk in content:
-                stream.sent += len(chunk)
-                yield chunk
-    except GeneratorExit:
-        stream.finish(CLIENT_CLOSED)
-        raise
-    except BaseException:
-        stream.finish(500)
-        raise
-    stream.finish(stream.status)
-
-
-async def _timed_async(stream: _Stream, content: Any) -> AsyncIterator[bytes]:
-    stream.started = True
-    try:
-        async for chunk in content:
-            if stream.sent is not None:
-                stream.sent += len(chunk)
-            yield chunk
-    except (GeneratorExit, asyncio.CancelledError):
-        stream.finish(CLIENT_CLOSED)
-        raise
-    except BaseException:
-        stream.finish(500)
-        raise
-    stream.finish(stream.status)
