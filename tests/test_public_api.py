@@ -143,12 +143,13 @@ PUBLIC_MODULES = [
             "WindowStats",
         ],
     ),
-    ("eventmon.core.aggregates", ["RequestAggregates", "SeriesSnapshot"]),
+    ("eventmon.core.aggregates", ["RequestAggregates", "SeriesSnapshot", "check_buckets"]),
     ("eventmon.core.counter", ["Counter"]),
     (
         "eventmon.core.exemplars",
         ["ExemplarStore", "current_trace", "request_trace_id", "trace_id_from_traceparent"],
     ),
+    ("eventmon.core.faults", ["InternalErrors", "SlowRequests"]),
     ("eventmon.core.fold", ["COMPILED", "fold", "fold_python"]),
     (
         "eventmon.core.histogram",
@@ -184,6 +185,10 @@ PUBLIC_MODULES = [
             "reserved_name_problem",
             "validate_metric_name",
         ],
+    ),
+    (
+        "eventmon.core.request_path",
+        ["RequestPath", "check_journal_limit", "check_slow_threshold"],
     ),
     ("eventmon.core.sizes", ["REQUEST_SIZE", "RESPONSE_SIZE", "SIZE_BUCKETS", "SizeHistograms"]),
     (

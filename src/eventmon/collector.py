@@ -16,9 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import itertools
-import logging
-import math
 import os
 import threading
 import time
@@ -26,14 +23,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from eventmon._exceptions import ConfigurationError
-from eventmon.core._native import speedups
-from eventmon.core.aggregates import RequestAggregates, SeriesSnapshot
-from eventmon.core.counter import Counter
-from eventmon.core.exemplars import ExemplarStore, current_trace
+from eventmon.core.aggregates import RequestAggregates, SeriesSnapshot, check_buckets
+from eventmon.core.exemplars import ExemplarStore
+from eventmon.core.faults import InternalErrors, SlowRequests
 from eventmon.core.histogram import DEFAULT_BUCKETS, HdrLayout, LatencyHistogram
 from eventmon.core.journal import Journals, ThreadJournal
 from eventmon.core.process import ProcessStats
 from eventmon.core.registry import LabelPolicy
+from eventmon.core.request_path import RequestPath, check_journal_limit, check_slow_threshold
 from eventmon.core.sizes import SizeHistograms
 from eventmon.core.user_histograms import HistogramSnapshot
 from eventmon.core.user_metrics import HistogramListener, UserMetrics
@@ -43,15 +40,8 @@ from eventmon.types import Clock, SlowRequestHook
 
 __all__ = ["DEFAULT_QUANTILES", "MetricsCollector", "SeriesSnapshot"]
 
-logger = logging.getLogger("eventmon")
-
 #: Quantiles exported as gauges per endpoint.
 DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
-
-_INF = math.inf
-_method_label = LabelPolicy.method
-# Past this a thread's pending entries hold over 100 MB before anybody folds them.
-_MAX_JOURNAL_LIMIT = 1_000_000
 
 
 class MetricsCollector:
@@ -100,33 +90,12 @@ class MetricsCollector:
     ) -> None:
         if not isinstance(exemplars, bool):
             raise ConfigurationError(f"exemplars must be True or False, got {exemplars!r}")
-        if isinstance(buckets, (str, bytes)):
-            raise ConfigurationError(
-                f"buckets must be a list of seconds such as [0.1, 0.5, 1], got {buckets!r}"
-            )
-        try:
-            bounds = tuple(float(b) for b in buckets)
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"buckets must be positive finite seconds, got {buckets!r}"
-            ) from None
+        bounds = check_buckets(buckets)
         if not callable(clock):
             raise ConfigurationError(
                 f"clock must be callable, returning seconds (e.g. time.perf_counter), got {clock!r}"
             )
-        if not bounds or any(not math.isfinite(b) or b <= 0 for b in bounds):
-            raise ConfigurationError(f"buckets must be positive finite seconds, got {buckets!r}")
-        if any(a >= b for a, b in itertools.pairwise(bounds)):
-            raise ConfigurationError(f"buckets must be strictly increasing, got {buckets!r}")
-        if (
-            not isinstance(journal_limit, int)
-            or isinstance(journal_limit, bool)
-            or not 1 <= journal_limit <= _MAX_JOURNAL_LIMIT
-        ):
-            raise ConfigurationError(
-                f"journal_limit must be a whole number from 1 to {_MAX_JOURNAL_LIMIT:,},"
-                f" got {journal_limit!r}"
-            )
+        check_journal_limit(journal_limit)
         for q in quantiles:
             if not 0 < q < 1:
                 raise ConfigurationError(f"quantiles must be between 0 and 1, got {q!r}")
@@ -134,14 +103,14 @@ class MetricsCollector:
         self.bounds = bounds
         #: Quantiles (0–1) exported per endpoint.
         self.quantiles = tuple(quantiles)
-        self._recorder: Any = None  # the C request path, when built (below)
-        self.slow_threshold = slow_threshold  # validated by the property
+        slow_threshold = check_slow_threshold(slow_threshold)
         #: The clock every duration is read from (seconds); fixed at construction.
         self.clock = clock
         self.layout = HdrLayout(significant_digits=significant_digits)
         self.max_label_sets = max_label_sets
         #: The label policy every metric of this collector is written under.
         self.label_policy = LabelPolicy(max_label_sets)
+        self._errors = InternalErrors(self.label_policy)
         self._aggregates = RequestAggregates(
             self.layout,
             bounds,
@@ -151,42 +120,31 @@ class MetricsCollector:
             on_fault=self.internal_error,
         )
         self._journals = Journals(self._aggregates.fold, journal_limit)
-        self._journal_limit = journal_limit
         self._user = UserMetrics(self.label_policy, self.internal_error)
-        self._slow = Counter()
-        self._slow_sets = self.label_policy.metric("http_slow_requests_total", 2)
-        self._errors = Counter()  # internal faults by place
-        self._error_sets = self.label_policy.metric("eventmon_internal_errors_total", 1)
-        self._error_log_budget: dict[str, int] = {}
+        hooks = [log_slow_request] if slow_hooks is None else list(slow_hooks)
+        self._hooks = SlowRequestDispatcher(hooks, on_error=self.record_internal_error)
+        self._slow = SlowRequests(self.label_policy, self._aggregates, self._hooks)
         #: Request and response body sizes, written by adapters with ``size_metrics=True``.
         self.sizes = SizeHistograms(self.label_policy)
         self._process = ProcessStats()
-        hooks = [log_slow_request] if slow_hooks is None else list(slow_hooks)
-        self._hooks = SlowRequestDispatcher(hooks, on_error=self.record_internal_error)
         #: Wall-clock time (Unix seconds) the collector was created.
         self.started = time.time()
-        if speedups is not None:
-            # The request path in C. A subclass that overrides a method keeps it.
-            self._recorder = speedups.Recorder(
-                self._journals.local,
-                self._journals.mine,
-                self._journals.drain_one,
-                self._on_slow,
-                clock,
-                self._slow_threshold,
-                journal_limit,
-            )
-            for name in ("begin", "end", "observe"):
-                if getattr(type(self), name) is getattr(MetricsCollector, name):
-                    vars(self)[name] = getattr(self._recorder, name)
+        self._path = RequestPath(
+            self._journals, self._slow.record, clock, slow_threshold, journal_limit
+        )
+        self._recorder: Any = self._path.recorder()  # the same path in C, if built
+        # The request path's bound methods go on the instance: no layer in between
+        # per request. A subclass that overrides a method keeps it.
+        fastest = self._path if self._recorder is None else self._recorder
+        for name in ("begin", "end", "observe"):
+            if getattr(type(self), name) is getattr(MetricsCollector, name):
+                vars(self)[name] = getattr(fastest, name)
         #: The worker aggregator when this collector's workers are merged
         #: (:mod:`eventmon.exporters.multiprocess`); ``None`` in single-process mode.
         self.multiprocess: Any = None
         #: A ``prometheus_client`` registry served on this collector's pages too
         #: (:func:`eventmon.exporters.promclient.serve_alongside`); ``None``: none.
         self.extra_registry: Any = None
-        self._exemplars: ExemplarStore | None = None
-        self._wall_offset = 0.0
         if exemplars:
             self.enable_exemplars()
 
@@ -221,7 +179,7 @@ class MetricsCollector:
     @property
     def exemplars(self) -> bool:
         """Whether exemplars are kept (see :meth:`enable_exemplars`)."""
-        return self._exemplars is not None
+        return self._path.exemplars is not None
 
     def enable_exemplars(self) -> None:
         """Keep the trace id of the latest traced request per series and bucket.
@@ -232,17 +190,14 @@ class MetricsCollector:
         Requests then take the Python request path, which also stores the exemplar;
         with exemplars off nothing of this runs. Idempotent.
         """
-        if self._exemplars is not None:
+        if self._path.exemplars is not None:
             return
-        # Wall time of an end instant without another clock read per request.
-        self._wall_offset = time.time() - self.clock()
-        self._exemplars = ExemplarStore(
-            self.bounds, max(self.max_label_sets, 1) * (len(self.bounds) + 1)
-        )
+        capacity = max(self.max_label_sets, 1) * (len(self.bounds) + 1)
+        self._path.trace(ExemplarStore(self.bounds, capacity))
         if type(self).end is MetricsCollector.end:
-            vars(self)["end"] = self._end_traced
+            vars(self)["end"] = self._path.end_traced
         if type(self).observe is MetricsCollector.observe:
-            vars(self)["observe"] = self._observe_traced
+            vars(self)["observe"] = self._path.observe_traced
 
     def exemplars_by_series(
         self,
@@ -252,27 +207,23 @@ class MetricsCollector:
         Empty with exemplars off. The last bucket index is +Inf's. With extra labels
         the endpoint is as recorded, ``(template, *values)``.
         """
-        store = self._exemplars
+        store = self._path.exemplars
         return store.by_series() if store is not None else {}
 
     @property
     def slow_threshold(self) -> float:
         """Seconds above which a request is slow (settable)."""
-        return self._slow_threshold
+        return self._path.slow_threshold
 
     @slow_threshold.setter
     def slow_threshold(self, seconds: float) -> None:
-        if not (isinstance(seconds, (int, float)) and seconds >= 0):
-            raise ConfigurationError(
-                f"slow_threshold must be a number of seconds >= 0, got {seconds!r}"
-            )
-        self._slow_threshold = float(seconds)
+        self._path.slow_threshold = seconds = check_slow_threshold(seconds)
         if self._recorder is not None:
-            self._recorder.slow_threshold = float(seconds)
+            self._recorder.slow_threshold = seconds
 
     # ------------------------------------------------------------------ hot path
-    # With the C accelerator built, begin, end and observe are replaced per
-    # instance by eventmon.core._speedups.Recorder's; these are the reference.
+    # __init__ puts the request path's own bound methods (eventmon.core.request_path,
+    # or its C twin) on each instance; these run when a subclass calls super().
 
     def observe(self, method: str, endpoint: str, status_code: int, seconds: float) -> None:
         """Record one finished request that took ``seconds``.
@@ -280,22 +231,7 @@ class MetricsCollector:
         ``endpoint`` should be a route template (``/events/{event_id}``), never a
         raw path; ``seconds`` is the full duration including the response body.
         """
-        if not isinstance(status_code, int):
-            raise TypeError(f"status_code must be an int, got {status_code!r}")
-        # One chained comparison: refuses NaN, infinities, negatives and non-numbers.
-        if not 0.0 <= seconds < _INF:
-            raise ValueError(_bad_seconds(seconds))
-        slow = seconds > self._slow_threshold
-        try:
-            journal = self._journals.local.journal
-        except AttributeError:
-            journal = self._journals.mine()
-        entries = journal.entries
-        entries.append((method, endpoint, status_code, seconds, self.clock()))
-        if slow:
-            self._on_slow(method, endpoint, status_code, seconds)
-        if len(entries) >= self._journal_limit:
-            self._journals.drain_one(journal)
+        self._path.observe(method, endpoint, status_code, seconds)
 
     def begin(self) -> ThreadJournal:
         """Count a request as in progress; returns the token to pass to :meth:`end`.
@@ -303,12 +239,7 @@ class MetricsCollector:
         Adapters call ``begin()`` on entry and ``end(token, ...)`` once the last
         body byte is out: together they read the clock twice and append once.
         """
-        try:
-            journal: ThreadJournal = self._journals.local.journal
-        except AttributeError:
-            journal = self._journals.mine()
-        journal.started += 1
-        return journal
+        return self._path.begin()
 
     def end(
         self, token: ThreadJournal, method: str, endpoint: str, status_code: int, start: float
@@ -318,70 +249,7 @@ class MetricsCollector:
         The request stops counting as in progress first, so that it does even if
         recording it then fails (adapters call this once per request, whatever raised).
         """
-        token.finished += 1
-        if not isinstance(status_code, int):
-            raise TypeError(f"status must be an int, got {status_code!r}")
-        end = self.clock()
-        seconds = end - start
-        if not 0.0 <= seconds < _INF:
-            raise ValueError(_bad_seconds(seconds))
-        entries = token.entries
-        entries.append((method, endpoint, status_code, seconds, end))
-        if seconds > self._slow_threshold:
-            self._on_slow(method, endpoint, status_code, seconds)
-        if len(entries) >= self._journal_limit:
-            self._journals.drain_one(token)
-
-    def _end_traced(
-        self, token: ThreadJournal, method: str, endpoint: str, status_code: int, start: float
-    ) -> None:
-        # end() plus the exemplar; installed per instance by enable_exemplars().
-        token.finished += 1
-        if not isinstance(status_code, int):
-            raise TypeError(f"status must be an int, got {status_code!r}")
-        end = self.clock()
-        seconds = end - start
-        if not 0.0 <= seconds < _INF:
-            raise ValueError(_bad_seconds(seconds))
-        entries = token.entries
-        entries.append((method, endpoint, status_code, seconds, end))
-        trace_id = current_trace.get()
-        if trace_id is not None and self._exemplars is not None:
-            self._exemplars.offer(
-                _method_label(method),
-                endpoint,
-                status_code,
-                seconds,
-                trace_id,
-                end + self._wall_offset,
-            )
-        if seconds > self._slow_threshold:
-            self._on_slow(method, endpoint, status_code, seconds)
-        if len(entries) >= self._journal_limit:
-            self._journals.drain_one(token)
-
-    def _observe_traced(self, method: str, endpoint: str, status_code: int, seconds: float) -> None:
-        # observe() plus the exemplar of the context's trace, if any.
-        MetricsCollector.observe(self, method, endpoint, status_code, seconds)
-        trace_id = current_trace.get()
-        if trace_id is not None and self._exemplars is not None:
-            self._exemplars.offer(
-                _method_label(method),
-                endpoint,
-                status_code,
-                seconds,
-                trace_id,
-                self.clock() + self._wall_offset,
-            )
-
-    def _on_slow(self, method: str, endpoint: str, status_code: int, seconds: float) -> None:
-        if type(endpoint) is str and not self._aggregates.extra_names:
-            self._slow.inc(self._slow_sets.admit((_method_label(method), endpoint)))
-        else:
-            # Labelled by (method, template, *extra values); hooks get the template.
-            endpoint, extra, _ = self._aggregates.labelled(endpoint)
-            self._slow.inc(self._slow_sets.admit((_method_label(method), endpoint, *extra)))
-        self._hooks.submit(method, endpoint, status_code, seconds)
+        self._path.end(token, method, endpoint, status_code, start)
 
     def request_started(self) -> None:
         """Count a request as in progress (adapters call this on entry)."""
@@ -507,21 +375,11 @@ class MetricsCollector:
 
     def record_internal_error(self, where: str) -> None:
         """Count a fault inside eventmon (the caller has logged it)."""
-        self._errors.inc(self._error_sets.admit((where,))[0])
+        self._errors.count(where)
 
     def internal_error(self, where: str) -> None:
         """Log the current exception (rate-limited) and count it; never raises."""
-        try:
-            where = self._error_sets.admit((where,))[0]
-            self._errors.inc(where)
-            seen = self._error_log_budget.get(where, 0)
-            self._error_log_budget[where] = seen + 1
-            # The first ten of a kind in full, then one in a thousand: a fault on
-            # every request must not flood the host's logs.
-            if seen < 10 or seen % 1000 == 0:
-                logger.exception("eventmon: internal error in %s (request not affected)", where)
-        except Exception:  # pragma: no cover - logging itself failed
-            pass
+        self._errors.report(where)
 
     # -------------------------------------------------------------------- reads
     # Each read drains the journals and reads the aggregates under the journal lock.
@@ -582,7 +440,7 @@ class MetricsCollector:
 
     def slow_requests(self) -> dict[tuple[str, ...], int]:
         """Slow requests by (method, endpoint), then the extra label values if any."""
-        return {k: int(v) for k, v in self._slow.items().items()}  # type: ignore[misc]
+        return self._slow.counts()
 
     def size_histograms(self) -> dict[int, dict[tuple[str, ...], tuple[list[int], float]]]:
         """Body sizes in bytes (:class:`~eventmon.core.sizes.SizeHistograms`).
@@ -593,7 +451,7 @@ class MetricsCollector:
 
     def internal_errors(self) -> dict[str, int]:
         """Faults inside eventmon, by place."""
-        return {str(k): int(v) for k, v in self._errors.items().items()}
+        return self._errors.counts()
 
     def total_requests(self) -> int:
         """Requests recorded since the collector started."""
@@ -654,10 +512,6 @@ class MetricsCollector:
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop background threads, waiting up to ``timeout`` seconds; idempotent."""
         self._hooks.shutdown(timeout)
-
-
-def _bad_seconds(seconds: object) -> str:
-    return f"seconds must be a finite number >= 0, got {seconds!r}"
 
 
 _default: MetricsCollector | None = None

@@ -15,11 +15,13 @@ right after it has drained the journals.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eventmon._exceptions import ConfigurationError
 from eventmon.core import fold as _fold_module
 from eventmon.core._native import cells
 from eventmon.core.histogram import HdrLayout, LatencyHistogram
@@ -33,10 +35,32 @@ from eventmon.core.registry import (
 from eventmon.core.window import SlidingWindow, WindowStats
 from eventmon.types import Clock
 
-__all__ = ["RequestAggregates", "SeriesSnapshot"]
+__all__ = ["RequestAggregates", "SeriesSnapshot", "check_buckets"]
 
 _MICROS = 1_000_000
 _method_label = LabelPolicy.method
+
+
+def check_buckets(buckets: Sequence[float]) -> tuple[float, ...]:
+    """Bucket upper bounds as floats: positive, finite seconds, strictly increasing.
+
+    Anything else raises :class:`~eventmon.ConfigurationError` saying what to give.
+    """
+    if isinstance(buckets, (str, bytes)):
+        raise ConfigurationError(
+            f"buckets must be a list of seconds such as [0.1, 0.5, 1], got {buckets!r}"
+        )
+    try:
+        bounds = tuple(float(b) for b in buckets)
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"buckets must be positive finite seconds, got {buckets!r}"
+        ) from None
+    if not bounds or any(not math.isfinite(b) or b <= 0 for b in bounds):
+        raise ConfigurationError(f"buckets must be positive finite seconds, got {buckets!r}")
+    if any(a >= b for a, b in itertools.pairwise(bounds)):
+        raise ConfigurationError(f"buckets must be strictly increasing, got {buckets!r}")
+    return bounds
 
 
 @dataclass(frozen=True, slots=True)

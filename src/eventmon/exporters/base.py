@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from eventmon._exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from eventmon.collector import MetricsCollector, SeriesSnapshot
+    from eventmon.collector import MetricsCollector
+    from eventmon.core.aggregates import SeriesSnapshot
     from eventmon.core.user_histograms import HistogramSnapshot
     from eventmon.snapshot import RealtimeMetrics
 

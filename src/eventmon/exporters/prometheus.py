@@ -18,13 +18,14 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Protocol
 
 from eventmon.core._native import ACCELERATOR
+from eventmon.core.aggregates import SeriesSnapshot
 from eventmon.core.histogram import DEFAULT_BUCKETS, DEFAULT_BUCKETS_MS
 from eventmon.core.process import instance_limits, rss_bytes
 from eventmon.core.registry import escape_label_value, extra_label_pairs, request_labels
 from eventmon.exporters._server import MetricsServer, start_metrics_server
 
 if TYPE_CHECKING:
-    from eventmon.collector import MetricsCollector, SeriesSnapshot
+    from eventmon.collector import MetricsCollector
     from eventmon.core.user_histograms import HistogramSnapshot
 
 __all__ = [
@@ -207,8 +208,6 @@ class _GroupedStatus:
         return getattr(self._view, name)
 
     def series(self) -> list[SeriesSnapshot]:
-        from eventmon.collector import SeriesSnapshot
-
         names = _extra_names(self._view)
         merged: dict[tuple[str, ...], SeriesSnapshot] = {}
         for s in self._view.series():

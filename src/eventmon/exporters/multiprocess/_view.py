@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from eventmon.collector import SeriesSnapshot
+from eventmon.core.aggregates import SeriesSnapshot
 from eventmon.core.histogram import HdrLayout, LatencyHistogram
 from eventmon.core.registry import extra_label_pairs, request_labels
 from eventmon.core.user_histograms import HistogramSnapshot
