@@ -163,18 +163,8 @@ class MetricsCollector:
         extra labels, or :meth:`observe` called directly) gets ``""`` for each.
         Another adapter declaring other names on this collector is refused.
         """
-        names = tuple(names)
-        known = self._aggregates.extra_names
-        if not names or names == known:
-            return
-        if known:
-            raise ConfigurationError(
-                f"this collector already records the extra labels {list(known)} for another"
-                f" adapter, not {list(names)}{where}; give both the same"
-                " header_labels/label_callbacks names, or each its own collector"
-            )
         with self._journals.lock:  # not while a fold reads them
-            self._aggregates.extra_names = names
+            self._aggregates.use_extra_names(tuple(names), where)
 
     @property
     def exemplars(self) -> bool:
@@ -382,7 +372,8 @@ class MetricsCollector:
         self._errors.report(where)
 
     # -------------------------------------------------------------------- reads
-    # Each read drains the journals and reads the aggregates under the journal lock.
+    # Each read drains the journals and reads the aggregates under the journal lock
+    # (Journals.read).
 
     def flush(self) -> None:
         """Fold every thread's pending observations now (reads do this themselves)."""
@@ -390,27 +381,19 @@ class MetricsCollector:
 
     def series(self) -> list[SeriesSnapshot]:
         """Every request series with its count, sum (seconds) and bucket counts."""
-        with self._journals.lock:
-            self._journals.drain()
-            return self._aggregates.series()
+        return self._journals.read(self._aggregates.series)
 
     def endpoints(self) -> list[str]:
         """Endpoints that have a percentile histogram."""
-        with self._journals.lock:
-            self._journals.drain()
-            return self._aggregates.endpoints()
+        return self._journals.read(self._aggregates.endpoints)
 
     def histogram(self, endpoint: str | None = None) -> LatencyHistogram:
         """A copy of one endpoint's latency histogram (seconds), or of all endpoints merged."""
-        with self._journals.lock:
-            self._journals.drain()
-            return self._aggregates.histogram(endpoint)
+        return self._journals.read(self._aggregates.histogram, endpoint)
 
     def recent_histogram(self) -> LatencyHistogram:
         """All endpoints' latencies (seconds) over the last one to two windows."""
-        with self._journals.lock:
-            self._journals.drain()
-            return self._aggregates.recent_histogram()
+        return self._journals.read(self._aggregates.recent_histogram)
 
     def percentile(self, endpoint: str, p: float) -> float:
         """Percentile ``p`` (0–100) of ``endpoint``'s response time, in milliseconds.
@@ -425,9 +408,7 @@ class MetricsCollector:
         An endpoint that served nothing since the previous call reuses its figures,
         so a scrape of many quiet endpoints costs little.
         """
-        with self._journals.lock:
-            self._journals.drain()
-            return self._aggregates.endpoint_percentiles(self.quantiles)
+        return self._journals.read(self._aggregates.endpoint_percentiles, self.quantiles)
 
     def in_progress(self) -> int:
         """Requests in progress right now."""
@@ -455,9 +436,7 @@ class MetricsCollector:
 
     def total_requests(self) -> int:
         """Requests recorded since the collector started."""
-        with self._journals.lock:
-            self._journals.drain()
-            return self._aggregates.total_requests()
+        return self._journals.read(self._aggregates.total_requests)
 
     def get_realtime_metrics(self) -> RealtimeMetrics:
         """The realtime snapshot over the sliding window (response times in milliseconds)."""
@@ -493,17 +472,7 @@ class MetricsCollector:
         off the request path: it must be quick and must not read the collector. A
         listener that raises is logged and counted, never propagated.
         """
-        with self._journals.lock:
-            previous = self._journals.fold
-
-            def fold(batch: list[tuple[Any, ...]]) -> None:
-                previous(batch)
-                try:
-                    listener(batch)
-                except Exception:
-                    self.internal_error("fold_listener")
-
-            self._journals.fold = fold
+        self._journals.add_fold_listener(listener, self.internal_error)
 
     def flush_hooks(self, timeout: float = 5.0) -> bool:
         """Wait up to ``timeout`` seconds for queued slow-request hooks to run (tests, shutdown)."""

@@ -180,6 +180,22 @@ class RequestAggregates:
         #: set by :meth:`MetricsCollector.use_extra_labels`. Empty: none.
         self.extra_names: tuple[str, ...] = ()
 
+    def use_extra_names(self, names: tuple[str, ...], where: str = "") -> None:
+        """Label request series with the extra label ``names`` too (empty: no change).
+
+        Other names than those set before are refused: the series table has one shape.
+        """
+        known = self.extra_names
+        if not names or names == known:
+            return
+        if known:
+            raise ConfigurationError(
+                f"this collector already records the extra labels {list(known)} for another"
+                f" adapter, not {list(names)}{where}; give both the same"
+                " header_labels/label_callbacks names, or each its own collector"
+            )
+        self.extra_names = names
+
     def labelled(self, endpoint: object) -> tuple[str, tuple[str, ...], bool]:
         """(route template, extra label values, whether ``endpoint`` was a well-formed
         ``(template, *values)``) of a recorded endpoint; never raises."""

@@ -19,13 +19,15 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from eventmon.core._native import speedups
 
 __all__ = ["Journals", "ThreadJournal"]
 
 Entry = tuple[Any, ...]
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 if TYPE_CHECKING or speedups is None:
@@ -112,6 +114,31 @@ class Journals:
                 else:
                     self._retired_inflight += journal.started - journal.finished
             self._journals = alive
+
+    def read(self, reader: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Drain every journal, then ``reader(*args, **kwargs)``, both under the lock."""
+        with self.lock:
+            self.drain()
+            return reader(*args, **kwargs)
+
+    def add_fold_listener(
+        self, listener: Callable[[list[Entry]], object], on_error: Callable[[str], None]
+    ) -> None:
+        """Also hand each folded batch to ``listener``.
+
+        One that raises is reported to ``on_error("fold_listener")``, never propagated.
+        """
+        with self.lock:
+            previous = self.fold
+
+            def fold(batch: list[Entry]) -> None:
+                previous(batch)
+                try:
+                    listener(batch)
+                except Exception:
+                    on_error("fold_listener")
+
+            self.fold = fold
 
     def in_flight(self) -> int:
         """Requests started and not yet finished, over all threads."""
