@@ -178,6 +178,7 @@ PUBLIC_MODULES = [
             "OTHER_METHOD",
             "OVERFLOW",
             "UNMATCHED",
+            "counter_help_text",
             "escape_label_value",
             "extra_label_pairs",
             "family_names",

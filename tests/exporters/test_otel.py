@@ -217,3 +217,22 @@ def test_extra_request_labels_become_attributes_with_the_label_cap() -> None:
     }
     provider.shutdown()
     c.shutdown()
+
+
+def test_a_counter_s_help_text_is_its_otel_description(collector: MetricsCollector) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    collector.define_counter("db_queries", "Queries run against the main database.")
+    collector.increment_counter("db_queries")
+    collector.increment_counter("cache_misses")  # no help text: the default one
+    OTelBridge(collector, provider)
+    collector.observe("GET", "/events/{event_id}", 200, 0.01)
+    described = {
+        m.name: m.description
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    assert described["db_queries"] == "Queries run against the main database."
+    assert described["cache_misses"] == "Counter cache_misses."
+    provider.shutdown()

@@ -136,6 +136,20 @@ def test_registered_collector_shows_every_eventmon_sample_and_no_family_twice(
         promtool_clean(body)
 
 
+def test_a_counter_s_help_text_reaches_the_registry() -> None:
+    c = MetricsCollector(slow_hooks=())
+    c.define_counter("db_queries", 'Queries run.\nSee the "db" panel.')
+    c.increment_counter("db_queries")
+    c.increment_counter("cache_misses")
+    registry = CollectorRegistry()
+    registry.register(EventmonCollector(c, process_metrics=False))
+    body = generate_latest(registry)
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    assert families["db_queries"].documentation == 'Queries run.\nSee the "db" panel.'
+    assert families["cache_misses"].documentation == "Counter cache_misses."
+    promtool_clean(body)
+
+
 @pytest.mark.parametrize("c", [MetricsCollector(slow_hooks=()), _collector()], ids=["empty", "fed"])
 def test_the_bridge_declares_exactly_eventmon_page_families_but_process(
     c: MetricsCollector,

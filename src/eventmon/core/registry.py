@@ -29,6 +29,7 @@ __all__ = [
     "LabelPolicy",
     "LabelSetLimit",
     "LabelSets",
+    "counter_help_text",
     "escape_label_value",
     "extra_label_pairs",
     "family_names",
@@ -263,3 +264,13 @@ class LabelPolicy:
                 if sets is None:
                     sets = self._metrics[name] = LabelSets(name, self.max_label_sets, width)
         return sets
+
+
+def counter_help_text(view: object, name: str) -> str:
+    """A user counter's HELP text: the one given to ``define_counter``, else a default.
+
+    ``view`` is a collector or a merged multiprocess view (which keeps no help texts).
+    """
+    counter_help = getattr(view, "counter_help", None)
+    text = counter_help(name) if counter_help is not None else ""
+    return str(text) or f"Counter {name}."

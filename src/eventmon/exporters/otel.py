@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from eventmon._exceptions import ConfigurationError
-from eventmon.core.registry import KNOWN_METHODS, OVERFLOW, UNMATCHED
+from eventmon.core.registry import KNOWN_METHODS, OVERFLOW, UNMATCHED, counter_help_text
 
 if TYPE_CHECKING:
     from eventmon.collector import MetricsCollector
@@ -231,7 +231,7 @@ class OTelBridge:
         for name, per in c.counters().items():
             counter = self._counters.get(name)
             if counter is None:
-                counter = self._meter.create_counter(name, description=f"Counter {name}.")
+                counter = self._meter.create_counter(name, description=counter_help_text(c, name))
                 self._counters[name] = counter
             label_names = c.counter_labels(name)
             for values, total in per.items():

@@ -47,7 +47,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as _generat
 
 from eventmon._exceptions import ConfigurationError
 from eventmon.core.histogram import DEFAULT_BUCKETS, DEFAULT_BUCKETS_MS
-from eventmon.core.registry import family_names
+from eventmon.core.registry import counter_help_text, family_names
 
 if TYPE_CHECKING:
     from eventmon.collector import MetricsCollector
@@ -226,7 +226,7 @@ def families(view: MetricsView, *, unit: str = "s") -> Iterator[Metric]:
 
     for name, per in sorted(view.counters().items()):
         counter = CounterMetricFamily(
-            name + "_total", f"Counter {name}.", labels=view.counter_labels(name)
+            name + "_total", counter_help_text(view, name), labels=view.counter_labels(name)
         )
         for values, v in sorted(per.items()):
             counter.add_metric(values, v)

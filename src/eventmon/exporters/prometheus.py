@@ -21,7 +21,12 @@ from eventmon.core._native import ACCELERATOR
 from eventmon.core.aggregates import SeriesSnapshot
 from eventmon.core.histogram import DEFAULT_BUCKETS, DEFAULT_BUCKETS_MS
 from eventmon.core.process import instance_limits, rss_bytes
-from eventmon.core.registry import escape_label_value, extra_label_pairs, request_labels
+from eventmon.core.registry import (
+    counter_help_text,
+    escape_label_value,
+    extra_label_pairs,
+    request_labels,
+)
 from eventmon.exporters._server import MetricsServer, start_metrics_server
 
 if TYPE_CHECKING:
@@ -423,12 +428,9 @@ def render_families(
     )
     add(f"eventmon_memory_limit_bytes {limits.memory_bytes}\n")
 
-    # Views other than a collector (a merged multiprocess view) may not know the help text.
-    counter_help = getattr(collector, "counter_help", None)
     for name, per in sorted(collector.counters().items()):
         names = collector.counter_labels(name)
-        help_text = counter_help(name) if counter_help is not None else ""
-        sample = family(name + "_total", "counter", help_text or f"Counter {name}.")
+        sample = family(name + "_total", "counter", counter_help_text(collector, name))
         for values, v in sorted(per.items()):
             lbl = _labels(names, values)
             add(f"{sample}{{{lbl}}} {_num(v)}\n" if lbl else f"{sample} {_num(v)}\n")
