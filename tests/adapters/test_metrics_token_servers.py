@@ -8,7 +8,6 @@ server, and the 401 must go back out with its WWW-Authenticate header.
 from __future__ import annotations
 
 import contextlib
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,8 +16,9 @@ from typing import Any
 import pytest
 
 from adapters import apps
+from adapters.wsgi_servers import served as wsgi_served
 from eventmon import MetricsCollector
-from servers import free_port, uvicorn_server, wait_for_port
+from servers import uvicorn_server
 
 pytestmark = pytest.mark.slow
 
@@ -38,43 +38,6 @@ def get(url: str, authorization: str | None = None) -> tuple[int, Any, bytes]:
 
 
 @contextlib.contextmanager
-def waitress_server(app: Any) -> Iterator[str]:
-    import waitress
-
-    port = free_port()
-    server = waitress.create_server(app, host="127.0.0.1", port=port, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        # Closed from its own loop thread: closing from here races its select().
-        server.trigger.pull_trigger(server.close)
-        thread.join(10)
-        server.task_dispatcher.shutdown()
-
-
-@contextlib.contextmanager
-def wsgiref_server(app: Any) -> Iterator[str]:
-    from wsgiref.simple_server import WSGIRequestHandler, make_server
-
-    class Quiet(WSGIRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = make_server("127.0.0.1", 0, app, handler_class=Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
-
-
-@contextlib.contextmanager
 def served(kind: str, collector: MetricsCollector) -> Iterator[str]:
     apps.ctx.collector = collector
     if kind == "starlette-uvicorn":
@@ -82,7 +45,9 @@ def served(kind: str, collector: MetricsCollector) -> Iterator[str]:
             yield url
         return
     if kind == "flask-waitress":
-        with waitress_server(apps.flask_app(collector=collector, metrics_token=TOKEN)) as url:
+        with wsgi_served(
+            "waitress", apps.flask_app(collector=collector, metrics_token=TOKEN)
+        ) as url:
             yield url
         return
     import django
@@ -102,7 +67,7 @@ def served(kind: str, collector: MetricsCollector) -> Iterator[str]:
         else:
             from django.core.handlers.wsgi import WSGIHandler
 
-            with wsgiref_server(WSGIHandler()) as url:
+            with wsgi_served("wsgiref", WSGIHandler()) as url:
                 yield url
 
 

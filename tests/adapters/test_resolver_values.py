@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import threading
-from collections.abc import Iterator
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx
-import pytest
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from adapters.wsgi_servers import serve_wsgiref
 from eventmon import MetricsCollector
 from eventmon.asgi import EventmonMiddleware as ASGIMiddleware
 from eventmon.core.registry import UNMATCHED
@@ -79,46 +76,28 @@ def test_starlette_resolver_returning_a_non_string() -> None:
     c.shutdown()
 
 
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def wsgiref_server() -> Iterator[Any]:
-    servers: list[WSGIServer] = []
-
-    def start(app: Any) -> int:
-        server = make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return server.server_port
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
-def test_wsgi_resolver_returning_a_non_string_under_wsgiref(wsgiref_server: Any) -> None:
+def test_wsgi_resolver_returning_a_non_string_under_wsgiref() -> None:
     c = MetricsCollector(slow_hooks=(), slow_threshold=0)
 
     def plain(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
         return [b"ok"]
 
-    port = wsgiref_server(WSGIMiddleware(plain, collector=c, endpoint_resolver=odd_resolver()))
+    port, stop = serve_wsgiref(WSGIMiddleware(plain, collector=c, endpoint_resolver=odd_resolver()))
     scrapes = []
-    for _ in range(len(ODD) * ROUNDS + ROUNDS):
-        for path in ("/x", "/metrics"):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            conn.request("GET", path)
-            r = conn.getresponse()
-            body = r.read()
-            conn.close()
-            if path == "/metrics":
-                scrapes.append((r.status, body))
-            else:
-                assert (r.status, body) == (200, b"ok")
+    try:
+        for _ in range(len(ODD) * ROUNDS + ROUNDS):
+            for path in ("/x", "/metrics"):
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", path)
+                r = conn.getresponse()
+                body = r.read()
+                conn.close()
+                if path == "/metrics":
+                    scrapes.append((r.status, body))
+                else:
+                    assert (r.status, body) == (200, b"ok")
+    finally:
+        stop()
     check(c, scrapes, "200")
     c.shutdown()

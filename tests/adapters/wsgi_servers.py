@@ -1,11 +1,13 @@
 """Real WSGI servers on 127.0.0.1, in this process: wsgiref and waitress.
 
 ``wsgi_server`` is a fixture (run once per server) giving ``start(app) -> port``;
-the servers stop when the test ends.
+the servers stop when the test ends. ``served(kind, app)`` is the same as a context
+manager yielding the base URL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -63,6 +65,16 @@ def serve_waitress(app: Any) -> tuple[int, Callable[[], None]]:
 
 
 SERVERS = {"wsgiref": serve_wsgiref, "waitress": serve_waitress}
+
+
+@contextlib.contextmanager
+def served(kind: str, app: Any) -> Iterator[str]:
+    """Serve ``app`` with ``kind`` (``wsgiref`` or ``waitress``); yields its base URL."""
+    port, stop = SERVERS[kind](app)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop()
 
 
 @pytest.fixture(params=sorted(SERVERS))
