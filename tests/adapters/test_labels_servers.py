@@ -113,13 +113,14 @@ def test_gunicorn_two_sync_workers_merge_the_tenant_label(tmp_path: Path) -> Non
     env = {
         "EVENTMON_MULTIPROC_DIR": str(tmp_path / "mp"),
         "EVENTMON_MULTIPROC_INTERVAL": "0.2",
+        "MP_TENANT_LABEL": "1",
     }
     tenants = {"acme": 24, "globex": 16, "": 8}  # "": no header at all
     plan = [t for t, n in tenants.items() for _ in range(n)]
     port = free_port()
     cmd = [
         PYTHON, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
-        "--graceful-timeout", "5", "apps.mp_labels_app:app",
+        "--graceful-timeout", "5", "apps.mp_flask_app:app",
     ]  # fmt: skip
     served: list[tuple[str, int]] = []
     lock = threading.Lock()
