@@ -13,13 +13,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eventmon._adapter_labels import LABEL_NAME, MAX_LABEL_VALUE, ExtraLabels, build_extra_labels
+from eventmon._adapter_labels import (
+    LABEL_NAME,
+    MAX_LABEL_VALUE,
+    ExtraLabels,
+    build_extra_labels,
+    check_label_name,
+)
 from eventmon._auth import check_token
 from eventmon._exceptions import ConfigurationError
 from eventmon._metrics_page import MetricsPage, metrics_response
 from eventmon.collector import MetricsCollector, default_collector
 from eventmon.core.registry import KNOWN_METHODS
-from eventmon.exporters.prometheus import RESERVED_LABELS
 
 __all__ = [
     "MAX_LABEL_VALUE",
@@ -189,16 +194,7 @@ def _const_labels(labels: Mapping[str, str] | None, where: str) -> tuple[tuple[s
         )
     out = []
     for name, value in labels.items():
-        if not isinstance(name, str) or not LABEL_NAME.match(name) or name.startswith("__"):
-            raise ConfigurationError(
-                f"const_labels: {name!r} is not a valid label name (letters, digits and '_',"
-                f" not starting with a digit or '__'){where}"
-            )
-        if name in RESERVED_LABELS:
-            raise ConfigurationError(
-                f"const_labels: {name!r} is a label eventmon's own series already have;"
-                f" choose another name{where}"
-            )
+        check_label_name("const_labels", name, where)
         if not isinstance(value, str):
             raise ConfigurationError(
                 f"const_labels: the value of {name!r} must be a string, got {value!r}{where}"

@@ -14,7 +14,7 @@ from typing import Any
 from eventmon._exceptions import ConfigurationError
 from eventmon.exporters.prometheus import RESERVED_LABELS
 
-__all__ = ["LABEL_NAME", "MAX_LABEL_VALUE", "ExtraLabels", "build_extra_labels"]
+__all__ = ["LABEL_NAME", "MAX_LABEL_VALUE", "ExtraLabels", "build_extra_labels", "check_label_name"]
 
 #: A Prometheus label (and metric-name part) name.
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -164,14 +164,19 @@ def _label_map(labels: Any, option: str, example: str, where: str) -> dict[str, 
             f" got {labels!r}{where}"
         )
     for name in labels:
-        if not isinstance(name, str) or not LABEL_NAME.match(name) or name.startswith("__"):
-            raise ConfigurationError(
-                f"{option}: {name!r} is not a valid label name (letters, digits and '_',"
-                f" not starting with a digit or '__'){where}"
-            )
-        if name in RESERVED_LABELS:
-            raise ConfigurationError(
-                f"{option}: {name!r} is a label eventmon's own series already have;"
-                f" choose another name{where}"
-            )
+        check_label_name(option, name, where)
     return dict(labels)
+
+
+def check_label_name(option: str, name: object, where: str) -> None:
+    """Refuse a label name an adapter ``option`` gives that Prometheus or eventmon cannot use."""
+    if not isinstance(name, str) or not LABEL_NAME.match(name) or name.startswith("__"):
+        raise ConfigurationError(
+            f"{option}: {name!r} is not a valid label name (letters, digits and '_',"
+            f" not starting with a digit or '__'){where}"
+        )
+    if name in RESERVED_LABELS:
+        raise ConfigurationError(
+            f"{option}: {name!r} is a label eventmon's own series already have;"
+            f" choose another name{where}"
+        )
