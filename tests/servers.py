@@ -38,6 +38,22 @@ def require_binary(name: str) -> str:
     return path
 
 
+def promtool_check(body: bytes | str, *, allowed: str | None = None) -> None:
+    """``promtool check metrics`` accepts ``body`` and prints nothing.
+
+    ``allowed``: lint lines containing it are tolerated (a test that shows one on purpose).
+    """
+    promtool = require_binary("promtool")
+    data = body.encode() if isinstance(body, str) else body
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=data, capture_output=True, timeout=60, check=False
+    )
+    output = (result.stdout + result.stderr).decode()
+    problems = [line for line in output.splitlines() if not allowed or allowed not in line]
+    assert problems == [], output
+    assert result.returncode == 0 or (allowed and output), output
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,6 @@ FastAPI, Flask, plain WSGI and Django (sync and async) via the shared harness.
 
 from __future__ import annotations
 
-import subprocess
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from adapters.apps import ctx
 from eventmon import ConfigurationError
 from eventmon.exporters.prometheus import render
-from servers import require_binary
+from servers import promtool_check
 
 
 def counts() -> dict[tuple[str, str, str], int]:
@@ -80,11 +79,7 @@ def test_namespace_const_labels_and_status_groups_on_the_page(make: Any) -> None
     assert counts()[("GET", h.templates["status"], "201")] == 1
     om = {f.name: f for f in openmetrics_families(_page(h, openmetrics=True))}
     assert "tickets_http_requests" in om
-    promtool = require_binary("promtool")
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    promtool_check(text)
 
 
 @pytest.mark.parametrize(
@@ -178,11 +173,7 @@ def test_size_metrics_count_request_and_response_bodies(make: Any) -> None:
     assert responses[(t["event"], "200")]["100.0"] == 2
     assert responses[(t["stream"], "200")]["sum"] == 3
     assert responses[(t["stream"], "200")]["+Inf"] == 1
-    promtool = require_binary("promtool")
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    promtool_check(text)
 
 
 def test_size_metrics_follow_namespace_and_status_groups(make: Any) -> None:
@@ -233,14 +224,6 @@ def _request_samples(text: str, family: str = "http_requests") -> dict[tuple[Any
     }
 
 
-def _promtool_clean(text: str) -> None:
-    promtool = require_binary("promtool")
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def test_header_and_callback_labels_on_the_page(make: Any) -> None:
     h = make(header_labels={"tenant": "X-Tenant-ID"}, label_callbacks={"plan": _plan})
     assert h.request("/events/1", headers={"X-Tenant-ID": "acme"}).status == 200
@@ -268,7 +251,7 @@ def test_header_and_callback_labels_on_the_page(make: Any) -> None:
     assert {s.labels.get("tenant") for s in hdr} == {None}
     assert [s.value for s in hdr if s.name.endswith("_count")] == [4]
     assert ctx.collector.endpoints() == [event]
-    _promtool_clean(text)
+    promtool_check(text)
     om = {f.name: f for f in openmetrics_families(_page(h, openmetrics=True))}
     om_tenants = {
         s.labels["tenant"]: s.value
@@ -291,7 +274,7 @@ def test_extra_label_values_past_the_cap_go_to_the_overflow_series(make: Any, cl
     assert sum(s.count for s in series) == 13
     assert {s.extra for s in series if s.endpoint == "__overflow__"} == {("__overflow__",)}
     text = _page(h)
-    _promtool_clean(text)
+    promtool_check(text)
     c2 = MetricsCollector(slow_hooks=(), clock=clock)
     h2 = make(collector=c2, header_labels={"tenant": "X-Tenant-ID"})
     h2.request("/events/1", headers={"X-Tenant-ID": "y" * 300})
@@ -372,7 +355,7 @@ def test_status_groups_with_extra_labels(make: Any) -> None:
         if s.name.endswith("_total")
     }
     assert grouped == {("2xx", "a"): 2, ("2xx", "b"): 1, ("4xx", "a"): 1}
-    _promtool_clean(text)
+    promtool_check(text)
 
 
 def test_slow_counter_and_hooks_with_extra_labels(make: Any, clock: Any) -> None:
@@ -396,7 +379,7 @@ def test_slow_counter_and_hooks_with_extra_labels(make: Any, clock: Any) -> None
         for s in families["http_slow_requests"].samples
         if s.name.endswith("_total")
     } == {"acme": 2, "": 1}
-    _promtool_clean(text)
+    promtool_check(text)
     c.shutdown()
 
 
@@ -419,7 +402,7 @@ def test_size_metrics_with_extra_labels(make: Any) -> None:
         if s.name.endswith("_total")
     }
     assert counts == {"acme": 1, "globex": 2}
-    _promtool_clean(text)
+    promtool_check(text)
 
 
 def test_flask_config_keys_give_extra_labels_from_what_the_view_left_in_the_environ() -> None:

@@ -11,7 +11,6 @@ checked with Prometheus's own ``promtool``.
 from __future__ import annotations
 
 import http.client
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -22,7 +21,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from eventmon import MetricsCollector
-from servers import PYTHON, free_port, require_binary, running, uvicorn_server
+from servers import PYTHON, free_port, promtool_check, running, uvicorn_server
 
 # A quote and a backslash, which the exposition format escapes in a label value (a
 # newline, the third, cannot travel in a header).
@@ -40,20 +39,14 @@ def request(port: int, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
         conn.close()
 
 
-def promtool_check(text: str) -> None:
-    promtool = require_binary("promtool")
-    done = subprocess.run(
-        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, check=False
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
-def requests_by(text: str, *labels: str) -> Counter[tuple[str, ...]]:
-    """``http_requests_total`` summed by ``labels``, read with prometheus_client's parser."""
+def requests_by(
+    text: str, *labels: str, sample: str = "http_requests_total"
+) -> Counter[tuple[str, ...]]:
+    """``sample``'s values summed by ``labels``, read with prometheus_client's parser."""
     out: Counter[tuple[str, ...]] = Counter()
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name == "http_requests_total":
+            if s.name == sample:
                 out[tuple(s.labels[name] for name in labels)] += int(s.value)
     return out
 
@@ -110,10 +103,12 @@ def test_uvicorn_starlette_header_and_callback_labels() -> None:
 
 
 def test_gunicorn_two_sync_workers_merge_the_tenant_label(tmp_path: Path) -> None:
+    """Two real workers: requests and body sizes, per tenant, merged on one page."""
     env = {
         "EVENTMON_MULTIPROC_DIR": str(tmp_path / "mp"),
         "EVENTMON_MULTIPROC_INTERVAL": "0.2",
         "MP_TENANT_LABEL": "1",
+        "MP_SIZE_METRICS": "1",
     }
     tenants = {"acme": 24, "globex": 16, "": 8}  # "": no header at all
     plan = [t for t, n in tenants.items() for _ in range(n)]
@@ -151,4 +146,10 @@ def test_gunicorn_two_sync_workers_merge_the_tenant_label(tmp_path: Path) -> Non
     for tenant in tenants:  # and each tenant's requests reached both
         assert {pid for t, pid in served if t == tenant} == workers, (tenant, served)
     assert merged == {("/work/<int:ms>", "200", t): n for t, n in tenants.items()}
+    # Body sizes are merged too: every response counted once, its bytes (the pid) summed.
+    size_counts = requests_by(text, "tenant", sample="http_response_size_bytes_count")
+    assert size_counts == {(t,): n for t, n in tenants.items()}
+    size_sums = requests_by(text, "tenant", sample="http_response_size_bytes_sum")
+    for tenant in tenants:
+        assert size_sums[(tenant,)] == sum(len(str(pid)) for t, pid in served if t == tenant)
     promtool_check(text)

@@ -3,7 +3,8 @@
 /work/<ms> sleeps ``ms`` ms and answers the worker's pid. No collector argument:
 the process-wide one, which EVENTMON_MULTIPROC_DIR turns into a worker-aggregating
 one in every worker (or, with ``--preload``, in the master before it forks).
-With MP_TENANT_LABEL=1, requests carry a ``tenant`` label from the ``X-Tenant`` header.
+With MP_TENANT_LABEL=1, requests carry a ``tenant`` label from the ``X-Tenant`` header;
+with MP_SIZE_METRICS=1, body sizes are measured (``size_metrics``).
 """
 
 from __future__ import annotations
@@ -25,4 +26,8 @@ def work(ms: int) -> str:
     return str(os.getpid())
 
 
-Eventmon(app, header_labels={"tenant": "X-Tenant"} if os.environ.get("MP_TENANT_LABEL") else None)
+Eventmon(
+    app,
+    header_labels={"tenant": "X-Tenant"} if os.environ.get("MP_TENANT_LABEL") else None,
+    size_metrics=bool(os.environ.get("MP_SIZE_METRICS")),
+)

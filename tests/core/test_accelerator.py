@@ -25,7 +25,15 @@ from eventmon.cli import version_text
 from eventmon.core import _native
 from eventmon.dashboard import Dashboard
 from eventmon.exporters.prometheus import render
-from servers import IN_CI, PYTHON, ROOT, free_port, require_binary, stop, wait_for_port
+from servers import (
+    IN_CI,
+    PYTHON,
+    ROOT,
+    free_port,
+    promtool_check,
+    stop,
+    wait_for_port,
+)
 
 PURE = bool(os.environ.get("EVENTMON_PURE_PYTHON"))
 WARNING = "AcceleratorWarning: eventmon's C accelerator is not built"
@@ -121,11 +129,7 @@ def test_without_the_extension_eventmon_warns_once_and_every_surface_says_python
     assert doc["acceleratorReason"].startswith("the C extension is not built")
     assert doc["version"] == eventmon.__version__
 
-    promtool = require_binary("promtool")
-    checked = subprocess.run(
-        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    promtool_check(text)
 
 
 def test_without_the_extension_version_says_python_and_why(no_compiler: dict[str, str]) -> None:

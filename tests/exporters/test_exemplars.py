@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -18,7 +17,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from eventmon import MetricsCollector
 from eventmon.core.exemplars import current_trace
 from eventmon.exporters.prometheus import render
-from servers import PYTHON, free_port, prometheus_server, require_binary, running
+from servers import PYTHON, free_port, prometheus_server, promtool_check, running
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 OTHER = "0af7651916cd43dd8448eb211c80319c"
@@ -69,11 +68,7 @@ def test_openmetrics_buckets_carry_the_latest_exemplar_in_their_range() -> None:
     # The text format 0.0.4 has no exemplars, and stays clean for promtool.
     text = render(c)
     assert b"trace_id" not in text
-    promtool = require_binary("promtool")
-    done = subprocess.run(
-        [promtool, "check", "metrics"], input=text, capture_output=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    promtool_check(text)
 
 
 def test_milliseconds_unit_scales_exemplars_and_folds_hidden_buckets_into_inf() -> None:

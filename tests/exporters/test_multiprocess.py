@@ -17,6 +17,7 @@ import eventmon.collector
 from eventmon import ConfigurationError, MetricsCollector, default_collector
 from eventmon.exporters.multiprocess import ENV_DIR, MultiprocessDamaged, disable, enable
 from eventmon.exporters.prometheus import render, render_families
+from servers import promtool_check
 
 
 def _process_wide(monkeypatch: pytest.MonkeyPatch) -> MetricsCollector:
@@ -640,3 +641,74 @@ def test_a_format_1_file_is_still_read_beside_format_2(workers: Workers) -> None
     )
     assert 'status_code="200",tenant="acme"}' in text
     assert c.internal_errors() == {}
+
+
+def _feed_sizes(c: MetricsCollector, k: int) -> None:
+    for i in range(60):
+        ep = ["/events/{event_id}", "/orders"][(i + k) % 2]
+        c.observe("POST", ep, 201, 0.01)
+        c.sizes.observe("POST", ep, [201, 413][i % 5 == 0], 37 * i + k, 5_000 * (i % 7) + 3)
+
+
+def test_body_sizes_are_merged_and_kept_when_a_worker_exits(workers: Workers) -> None:
+    reference = MetricsCollector(slow_hooks=(), slow_threshold=0.2)
+    for k, pid in enumerate((101, 102, 103)):
+        _feed_sizes(workers.spawn(pid), k)
+        _feed_sizes(reference, k)
+    for pid in (102, 103):
+        workers.collectors[pid].multiprocess.write()
+    alone = render_families(reference)
+    assert b"http_request_size_bytes_bucket{" in alone
+    assert b"http_response_size_bytes_sum{" in alone
+    merged = render(workers.collectors[101])
+    assert _sample_lines(merged) == _sample_lines(alone)
+    promtool_check(merged.decode())
+    # An exited worker's sizes go to the archive; the page does not go back.
+    workers.kill(103)
+    assert _sample_lines(render(workers.collectors[101])) == _sample_lines(alone)
+    archive = json.loads((workers.directory / "archive.json").read_text())
+    assert {row[0] for row in archive["sizes"]} == {0, 1}
+    assert workers.collectors[101].internal_errors() == {}
+
+
+def test_sizes_with_extra_labels_are_merged(workers: Workers) -> None:
+    reference = MetricsCollector(slow_hooks=(), slow_threshold=0.2)
+    for k, pid in enumerate((101, 102)):
+        for c in (workers.spawn(pid), reference):
+            c.use_extra_labels(("tenant",))
+            for i in range(20):
+                ep = ("/orders", ["acme", "globex"][(i + k) % 2])
+                c.observe("GET", ep, 200, 0.01)
+                c.sizes.observe("GET", ep, 200, 0, 100 * i)
+    workers.collectors[102].multiprocess.write()
+    merged = render(workers.collectors[101])
+    assert _sample_lines(merged) == _sample_lines(render_families(reference))
+    assert b'http_response_size_bytes_count{method="GET",endpoint="/orders",' in merged
+    assert b'tenant="globex"} 20' in merged
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        [2, ["GET", "/", "200"], [0] * 7, 0],  # no such kind
+        [0, ["GET", "/"], [0] * 7, 0],  # too few label values
+        [0, ["GET", "/", "200"], [0] * 6, 0],  # wrong number of buckets
+        [1, ["GET", "/", "200"], [0, -1, 0, 0, 0, 0, 0], 0],  # negative count
+        [1, ["GET", "/", "200"], [0] * 7, float("nan")],  # not a sum
+    ],
+)
+def test_a_damaged_sizes_row_sets_the_file_aside(workers: Workers, row: list[object]) -> None:
+    c = workers.spawn(301)
+    c.multiprocess.write()
+    workers.alive.add(300)
+    bad = {
+        "format": 1,
+        "token": "w-300-s",
+        "pid": 300,
+        "bounds": list(c.bounds),
+        "sizes": [row],
+    }
+    (workers.directory / "w-300-s.json").write_text(json.dumps(bad))
+    render(c)
+    assert c.internal_errors().get("multiprocess.corrupt") == 1
+    assert not (workers.directory / "w-300-s.json").exists()

@@ -38,7 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from eventmon import ConfigurationError, MetricsCollector
 from eventmon.exporters.promclient import EventmonCollector, serve_alongside
 from eventmon.exporters.prometheus import CONTENT_TYPE_OPENMETRICS, render
-from servers import free_port, require_binary, uvicorn_server
+from servers import free_port, promtool_check, uvicorn_server
 
 
 def _collector() -> MetricsCollector:
@@ -65,16 +65,6 @@ def _app_registry(*, process: bool = True) -> CollectorRegistry:
     Counter("orders_placed_total", "Orders placed.", ["shop"], registry=registry).labels("a").inc(3)
     Histogram("app_render_seconds", "Render time.", registry=registry).observe(0.2)
     return registry
-
-
-def promtool_clean(body: bytes) -> None:
-    promtool = require_binary("promtool")
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=body, capture_output=True, timeout=60, check=False
-    )
-    output = (result.stdout + result.stderr).decode()
-    assert result.returncode == 0, output
-    assert output.strip() == "", output
 
 
 def _type_lines(body: bytes) -> Tally[str]:
@@ -133,7 +123,7 @@ def test_registered_collector_shows_every_eventmon_sample_and_no_family_twice(
     )
     assert "process_virtual_memory_bytes" in body.decode()  # prometheus_client's own
     if not openmetrics:
-        promtool_clean(body)
+        promtool_check(body)
 
 
 def test_a_counter_s_help_text_reaches_the_registry() -> None:
@@ -147,7 +137,7 @@ def test_a_counter_s_help_text_reaches_the_registry() -> None:
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
     assert families["db_queries"].documentation == 'Queries run.\nSee the "db" panel.'
     assert families["cache_misses"].documentation == "Counter cache_misses."
-    promtool_clean(body)
+    promtool_check(body)
 
 
 @pytest.mark.parametrize("c", [MetricsCollector(slow_hooks=()), _collector()], ids=["empty", "fed"])
@@ -177,7 +167,7 @@ def test_process_metrics_on_in_a_registry_without_a_process_collector() -> None:
     got = _values(body)
     assert got[("process_cpu_seconds_total", frozenset())] > 0
     assert got[("process_resident_memory_bytes", frozenset())] > 0
-    promtool_clean(body)
+    promtool_check(body)
 
 
 def test_unit_ms_matches_eventmon_page() -> None:
@@ -239,7 +229,7 @@ def test_render_also_registry_serves_both_with_no_family_twice(openmetrics: bool
         assert text.count("# EOF") == 1
         assert text.endswith("# EOF\n")
     else:
-        promtool_clean(body)
+        promtool_check(body)
 
 
 def test_a_registry_holding_eventmon_collector_is_served_once() -> None:
@@ -248,7 +238,7 @@ def test_a_registry_holding_eventmon_collector_is_served_once() -> None:
     registry.register(EventmonCollector(c))
     body = render(c, also=registry)
     assert _type_lines(body).most_common(1)[0][1] == 1
-    promtool_clean(body)
+    promtool_check(body)
 
 
 def test_clash_other_than_process_is_logged_once_and_the_registry_copy_kept(
@@ -266,7 +256,7 @@ def test_clash_other_than_process_is_logged_once_and_the_registry_copy_kept(
         "eventmon: the prometheus_client registry also exports queue_depth;"
         " serving the registry's copy, not eventmon's"
     ]
-    promtool_clean(first)
+    promtool_check(first)
 
 
 def test_a_failing_registry_leaves_eventmon_page_served_and_counted() -> None:
@@ -283,7 +273,7 @@ def test_a_failing_registry_leaves_eventmon_page_served_and_counted() -> None:
         ]
         == 1
     )
-    promtool_clean(body)
+    promtool_check(body)
 
 
 def test_serve_alongside_checks_what_it_is_given() -> None:
@@ -357,7 +347,7 @@ def test_flask_app_serving_prometheus_client_page_with_eventmon_registered() -> 
     assert got[("http_requests_total", key)] == 3
     assert got[("db_query_seconds_count", frozenset({("db", "main")}))] == 3
     assert _type_lines(body).most_common(1)[0][1] == 1
-    promtool_clean(body)
+    promtool_check(body)
 
 
 def test_starlette_app_serving_eventmon_page_with_the_app_registry_beside() -> None:
@@ -389,7 +379,7 @@ def test_starlette_app_serving_eventmon_page_with_the_app_registry_beside() -> N
     assert got[("orders_total", frozenset())] == 4
     assert got[("payload_bytes_count", frozenset())] == 4
     assert _type_lines(text_body).most_common(1)[0][1] == 1
-    promtool_clean(text_body)
+    promtool_check(text_body)
     assert om_type == CONTENT_TYPE_OPENMETRICS
     om = _values(om_body, openmetrics=True)
     assert om[("orders_total", frozenset())] == 4
@@ -444,7 +434,7 @@ def test_gunicorn_workers_merge_user_histograms_on_both_pages(tmp_path: Path) ->
             assert got[("job_size_bytes_sum", key)] == sum(sizes)
             assert got[("job_size_bytes_bucket", key | {("le", "100.0")})] == 20
             assert _type_lines(body).most_common(1)[0][1] == 1
-            promtool_clean(body)
+            promtool_check(body)
 
 
 def test_the_bridge_carries_extra_request_labels() -> None:
@@ -456,7 +446,7 @@ def test_the_bridge_carries_extra_request_labels() -> None:
     registry = CollectorRegistry()
     registry.register(EventmonCollector(c))
     body = generate_latest(registry)
-    promtool_clean(body)
+    promtool_check(body)
     got = _values(body)
     assert got == {**got, **_eventmon_samples(c)}  # the same samples as eventmon's page
     requests = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from eventmon import MetricsCollector
 from eventmon.core.registry import reserved_name_problem
 from eventmon.exporters.multiprocess import disable, enable
 from eventmon.exporters.prometheus import render
-from servers import require_binary
+from servers import promtool_check
 
 
 def sample_collector() -> MetricsCollector:
@@ -112,18 +111,7 @@ def test_unit_ms_reproduces_the_original_metric_name_and_bounds() -> None:
 
 
 def test_promtool_check_metrics_is_clean() -> None:
-    promtool = require_binary("promtool")
-    c = sample_collector()
-    result = subprocess.run(
-        [promtool, "check", "metrics"],
-        input=render(c),
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
-    assert result.stdout.decode().strip() == ""
-    assert result.stderr.decode().strip() == ""
+    promtool_check(render(sample_collector()))  # no error and no lint line
 
 
 COUNTER_HELP = 'Queries run.\nSee the "db" panel; C:\\db.'
@@ -149,7 +137,7 @@ def test_user_help_texts_are_exported_escaped(openmetrics: bool) -> None:
     line = f"# HELP {name} Queries run.\\nSee the {quote}db{quote} panel; C:\\\\db.\n"
     assert line in body.decode()
     if not openmetrics:
-        check_with_promtool(body)
+        promtool_check(body)
     c.shutdown()
 
 
@@ -195,18 +183,6 @@ def histogram_quantile(q: float, buckets: dict[str, float]) -> float:
     raise AssertionError("unreachable")
 
 
-def check_with_promtool(body: bytes, *, allowed: str | None = None) -> None:
-    """``promtool check metrics`` finds nothing (but lint lines containing ``allowed``)."""
-    promtool = require_binary("promtool")
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=body, capture_output=True, timeout=60, check=False
-    )
-    output = (result.stdout + result.stderr).decode()
-    problems = [line for line in output.splitlines() if not allowed or allowed not in line]
-    assert problems == [], output
-    assert result.returncode == 0 or (allowed and output), output
-
-
 def test_p95_of_two_second_requests_reads_between_1_and_2_5_s_not_0_5() -> None:
     c = MetricsCollector(slow_hooks=())
     for _ in range(95):
@@ -214,7 +190,7 @@ def test_p95_of_two_second_requests_reads_between_1_and_2_5_s_not_0_5() -> None:
     for _ in range(5):
         c.observe("GET", "/checkout", 200, 7.0)
     body = render(c)
-    check_with_promtool(body)
+    promtool_check(body)
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
     buckets = {
         s.labels["le"]: s.value
@@ -233,7 +209,7 @@ def test_unit_ms_keeps_exactly_the_specified_bounds_and_counts_slow_requests_in_
     c.observe("GET", "/checkout", 200, 2.0)
     body = render(c, unit="ms")
     # The original name is what unit="ms" is for; promtool's lint says so and nothing else.
-    check_with_promtool(body, allowed="should not contain abbreviated units")
+    promtool_check(body, allowed="should not contain abbreviated units")
     openmetrics = render(c, unit="ms", openmetrics=True).decode()
     assert len(list(openmetrics_families(openmetrics))) >= 8
     hist = {f.name: f for f in text_string_to_metric_families(body.decode())}[
@@ -283,7 +259,7 @@ def test_nan_and_infinite_gauges_are_exported_as_prometheus_spells_them() -> Non
         assert math.isnan(values[("ratio", None)])
         assert values[("headroom", "web")] == math.inf
         assert values[("headroom", "db")] == -math.inf
-    check_with_promtool(render(c))
+    promtool_check(render(c))
 
 
 def test_nan_gauges_survive_the_worker_merge(tmp_path: Path) -> None:
@@ -300,14 +276,14 @@ def test_nan_gauges_survive_the_worker_merge(tmp_path: Path) -> None:
         workers[1].observe("GET", "/a", 200, 0.01)
         workers[1].multiprocess.write()
         body = render(workers[0])
-        check_with_promtool(body)
+        promtool_check(body)
         lines = set(body.decode().splitlines())
         assert {'ratio{worker="1"} NaN', 'ratio{worker="2"} -Inf'} <= lines
         # Worker 2 exits: its counts go to the archive, and scrapes keep working.
         alive.discard(2)
         workers[1].multiprocess.close(final_write=False)
         body = render(workers[0])
-        check_with_promtool(body)
+        promtool_check(body)
         assert 'ratio{worker="1"} NaN' in body.decode().splitlines()
         assert 'http_requests_total{method="GET",endpoint="/a",status_code="200"} 1' in (
             body.decode().splitlines()

@@ -9,6 +9,11 @@ eventmon wrote it. ``"format": 2`` (written only by a collector with extra
 labels: ``header_labels``, ``label_callbacks``) adds ``"extra_labels"`` (their
 names), a seventh column to series rows and a fourth to slow rows (the values).
 Both are read; an older eventmon sets a format 2 file aside rather than misread it.
+
+``"sizes"`` (body-size histograms, ``size_metrics=True``) is an optional field of
+either format: rows ``[kind, label values, bucket counts, sum]``, kind 0 for
+request bodies and 1 for responses, label values (method, endpoint, status, then
+the extra values). An eventmon without it ignores the field.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import json
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from eventmon.core.sizes import SIZE_BUCKETS
 
 if TYPE_CHECKING:
     from eventmon.exporters.prometheus import ProcessSample
@@ -152,6 +159,16 @@ def _check(state: dict[str, Any], nbuckets: int, nslots: int) -> None:
             and _is_amount(total)
         ):
             fail("histograms")
+    for kind, values, counts, total in items("sizes", list):
+        if not (
+            kind in (0, 1)
+            and type(kind) is int
+            and _is_strs(values)
+            and len(values) >= 3
+            and _counts_ok(counts, len(SIZE_BUCKETS) + 1)
+            and _is_amount(total)
+        ):
+            fail("sizes")
     for key in ("cpu", "cpu_exited"):
         if not _is_amount(state.get(key, 0.0)):
             fail(key)
@@ -179,6 +196,7 @@ class _Merged:
         "merged",
         "processes",
         "series",
+        "sizes",
         "slow",
         "workers",
     )
@@ -198,6 +216,8 @@ class _Merged:
         # User histograms: name -> label values -> [bucket counts..., sum].
         self.histograms: dict[str, dict[tuple[str, ...], list[Any]]] = {}
         self.histogram_meta: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {}
+        # Body sizes: (kind, *label values) -> [bucket counts..., sum].
+        self.sizes: dict[tuple[Any, ...], list[Any]] = {}
         self.cpu = 0.0  # CPU seconds of exited workers
         self.inflight = 0
         self.merged: list[str] = []  # tokens of workers already in the archive
@@ -253,6 +273,16 @@ class _Merged:
                 for i, c in enumerate(counts):
                     row[i] += sign * c
                 row[-1] += sign * total
+        sizes = self.sizes
+        for kind, values, counts, total in state.get("sizes", ()):
+            k = (kind, *values)
+            row = sizes.get(k)
+            if row is None:
+                sizes[k] = [*(sign * c for c in counts), sign * total]
+            else:
+                for i, c in enumerate(counts):
+                    row[i] += sign * c
+                row[-1] += sign * total
         self.cpu += sign * state.get("cpu_exited", 0.0)
         for token in state.get("merged", ()):
             self.merged.append(token)
@@ -271,7 +301,13 @@ class _Merged:
 
     def empty(self) -> bool:
         figures = (
-            self.series or self.hdr or self.slow or self.errors or self.counters or self.histograms
+            self.series
+            or self.hdr
+            or self.slow
+            or self.errors
+            or self.counters
+            or self.histograms
+            or self.sizes
         )
         return not (figures or self.merged or self.cpu)
 
@@ -308,6 +344,9 @@ class _Merged:
                     mine[k] = list(row)
                 elif len(acc) == len(row):
                     mine[k] = [max(x, y) for x, y in zip(acc, row, strict=True)]
+        for k, row in other.sizes.items():
+            acc = self.sizes.get(k)
+            self.sizes[k] = list(row) if acc is None else list(map(max, acc, row))
         self.cpu = max(self.cpu, other.cpu)
         seen = set(self.merged)
         # Tokens only ours are older ones: put them first, where the cap trims.
@@ -329,6 +368,7 @@ class _Merged:
                 for n, per_h in other.histograms.items()
                 for k, row in per_h.items()
             )
+            and all(_row_covers(self.sizes.get(k), row) for k, row in other.sizes.items())
             and self.cpu >= other.cpu
         )
 
@@ -366,6 +406,11 @@ class _Merged:
                 name: [help_text, list(names), list(bounds)]
                 for name, (help_text, names, bounds) in self.histogram_meta.items()
             },
+            **(
+                {"sizes": [[k[0], list(k[1:]), row[:-1], row[-1]] for k, row in self.sizes.items()]}
+                if self.sizes
+                else {}
+            ),
             "cpu_exited": self.cpu,
             "merged": self.merged[-_KEEP_MERGED:],
         }
@@ -375,6 +420,11 @@ def _join_into(acc: dict[Any, Any], other: Mapping[Any, Any]) -> None:
     for k, v in other.items():
         if v > acc.get(k, 0):
             acc[k] = v
+
+
+def _row_covers(acc: list[Any] | None, row: list[Any]) -> bool:
+    """True if no figure of ``row`` exceeds ``acc``'s (a missing ``acc`` holds zeros)."""
+    return all(x <= (acc[i] if acc is not None else 0) for i, x in enumerate(row))
 
 
 def _covers(acc: Mapping[Any, Any], other: Mapping[Any, Any]) -> bool:

@@ -102,6 +102,13 @@ class MergedView:
             out[name] = HistogramSnapshot(name, help_text, names, bounds, samples)
         return out
 
+    def size_histograms(self) -> dict[int, dict[tuple[str, ...], tuple[list[int], float]]]:
+        """Body sizes in bytes, summed over every worker; keyed 0 requests, 1 responses."""
+        out: dict[int, dict[tuple[str, ...], tuple[list[int], float]]] = {0: {}, 1: {}}
+        for (kind, *values), row in self._m.sizes.items():
+            out[kind][tuple(values)] = ([int(c) for c in row[:-1]], float(row[-1]))
+        return out
+
     def processes(self) -> list[ProcessSample]:
         """Per live worker (``worker="<pid>"``) CPU and memory; exited workers' CPU."""
         out = sorted(self._m.processes)

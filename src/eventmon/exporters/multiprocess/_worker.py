@@ -170,6 +170,11 @@ class WorkerAggregator(_Keeper):
         counters = c.counters()
         gauges = c.gauges()
         histograms = c.histograms()
+        sizes = [
+            [kind, [*values[:3], *(values[3:] or blank)], counts, total]
+            for kind, per in c.size_histograms().items()
+            for values, (counts, total) in per.items()
+        ]
         times = os.times()
         return {
             "format": _FORMAT_EXTRA if extra else _FORMAT,
@@ -201,6 +206,7 @@ class WorkerAggregator(_Keeper):
                 name: [h.help, list(h.label_names), list(h.bounds)]
                 for name, h in histograms.items()
             },
+            **({"sizes": sizes} if sizes else {}),
             "inflight": c.in_progress(),
             "cpu": times.user + times.system,
             "rss": rss_bytes(),
