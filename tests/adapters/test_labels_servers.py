@@ -18,6 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from eventmon import MetricsCollector
@@ -103,12 +106,13 @@ def test_uvicorn_starlette_header_and_callback_labels() -> None:
 
 
 def test_gunicorn_two_sync_workers_merge_the_tenant_label(tmp_path: Path) -> None:
-    """Two real workers: requests and body sizes, per tenant, merged on one page."""
+    """Two real workers: requests, body sizes and exemplars, per tenant, merged on one page."""
     env = {
         "EVENTMON_MULTIPROC_DIR": str(tmp_path / "mp"),
         "EVENTMON_MULTIPROC_INTERVAL": "0.2",
         "MP_TENANT_LABEL": "1",
         "MP_SIZE_METRICS": "1",
+        "MP_EXEMPLARS": "1",
     }
     tenants = {"acme": 24, "globex": 16, "": 8}  # "": no header at all
     plan = [t for t, n in tenants.items() for _ in range(n)]
@@ -123,6 +127,7 @@ def test_gunicorn_two_sync_workers_merge_the_tenant_label(tmp_path: Path) -> Non
     def one(i: int) -> None:
         tenant = plan[i]
         headers = {("X-Tenant" if i % 2 else "x-tenant"): tenant} if tenant else {}
+        headers["traceparent"] = f"00-{i + 1:032x}-00f067aa0ba902b7-01"
         status, body = request(port, "/work/20", headers)
         assert status == 200, body
         with lock:
@@ -140,6 +145,7 @@ def test_gunicorn_two_sync_workers_merge_the_tenant_label(tmp_path: Path) -> Non
             if sum(merged.values()) >= len(plan) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
+        _, openmetrics = request(port, "/metrics", {"Accept": "application/openmetrics-text"})
     assert status == 200
     workers = {pid for _, pid in served}
     assert len(workers) == 2, served  # both workers answered
@@ -152,4 +158,15 @@ def test_gunicorn_two_sync_workers_merge_the_tenant_label(tmp_path: Path) -> Non
     size_sums = requests_by(text, "tenant", sample="http_response_size_bytes_sum")
     for tenant in tenants:
         assert size_sums[(tenant,)] == sum(len(str(pid)) for t, pid in served if t == tenant)
+    # Exemplars from both workers reach the merged page: each is the trace of a request
+    # of its own tenant, and every tenant has one.
+    traced = {}
+    for family in openmetrics_families(openmetrics.decode()):
+        for s in family.samples:
+            if s.exemplar is not None:
+                traced[s.exemplar.labels["trace_id"]] = s.labels["tenant"]
+    sent = {f"{i + 1:032x}": plan[i] for i in range(len(plan))}
+    assert traced
+    assert all(sent[trace] == tenant for trace, tenant in traced.items()), traced
+    assert set(traced.values()) == set(tenants)
     promtool_check(text)

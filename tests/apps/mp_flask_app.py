@@ -4,7 +4,8 @@
 the process-wide one, which EVENTMON_MULTIPROC_DIR turns into a worker-aggregating
 one in every worker (or, with ``--preload``, in the master before it forks).
 With MP_TENANT_LABEL=1, requests carry a ``tenant`` label from the ``X-Tenant`` header;
-with MP_SIZE_METRICS=1, body sizes are measured (``size_metrics``).
+with MP_SIZE_METRICS=1, body sizes are measured (``size_metrics``); with
+MP_EXEMPLARS=1, trace ids from ``traceparent`` become exemplars.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 
 from flask import Flask
 
+from eventmon import default_collector
 from eventmon.flask import Eventmon
 
 app = Flask(__name__)
@@ -26,6 +28,8 @@ def work(ms: int) -> str:
     return str(os.getpid())
 
 
+if os.environ.get("MP_EXEMPLARS"):
+    default_collector().enable_exemplars()
 Eventmon(
     app,
     header_labels={"tenant": "X-Tenant"} if os.environ.get("MP_TENANT_LABEL") else None,

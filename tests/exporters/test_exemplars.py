@@ -268,3 +268,22 @@ def test_exemplars_sit_on_the_series_of_their_extra_label_values(
             if s.exemplar is not None:
                 by_tenant[s.labels["tenant"]] = s.exemplar.labels["trace_id"]
     assert by_tenant == {"acme": TRACE, "globex": OTHER}
+
+
+def test_grouped_status_codes_keep_the_newest_exemplar_of_each_class() -> None:
+    c = MetricsCollector(exemplars=True, slow_hooks=())
+    _traced(c, OTHER, ("/a", 0.012))  # 200
+    current_trace.set(TRACE)
+    try:
+        c.observe("GET", "/a", 201, 0.013)  # same bucket, same class, later
+        c.observe("GET", "/a", 404, 0.3)
+    finally:
+        current_trace.set(None)
+    body = render(c, openmetrics=True, group_status_codes=True)
+    found = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            if s.exemplar is not None:
+                key = (s.labels["status_code"], s.labels["le"])
+                found[key] = (s.exemplar.labels["trace_id"], s.exemplar.value)
+    assert found == {("2xx", "0.015"): (TRACE, 0.013), ("4xx", "0.5"): (TRACE, 0.3)}

@@ -12,9 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 
 import eventmon.collector
 from eventmon import ConfigurationError, MetricsCollector, default_collector
+from eventmon.core.exemplars import current_trace
 from eventmon.exporters.multiprocess import ENV_DIR, MultiprocessDamaged, disable, enable
 from eventmon.exporters.prometheus import render, render_families
 from servers import promtool_check
@@ -687,17 +691,27 @@ def test_sizes_with_extra_labels_are_merged(workers: Workers) -> None:
     assert b'tenant="globex"} 20' in merged
 
 
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
 @pytest.mark.parametrize(
-    "row",
+    ("field", "row"),
     [
-        [2, ["GET", "/", "200"], [0] * 7, 0],  # no such kind
-        [0, ["GET", "/"], [0] * 7, 0],  # too few label values
-        [0, ["GET", "/", "200"], [0] * 6, 0],  # wrong number of buckets
-        [1, ["GET", "/", "200"], [0, -1, 0, 0, 0, 0, 0], 0],  # negative count
-        [1, ["GET", "/", "200"], [0] * 7, float("nan")],  # not a sum
+        ("sizes", [2, ["GET", "/", "200"], [0] * 7, 0]),  # no such kind
+        ("sizes", [0, ["GET", "/"], [0] * 7, 0]),  # too few label values
+        ("sizes", [0, ["GET", "/", "200"], [0] * 6, 0]),  # wrong number of buckets
+        ("sizes", [1, ["GET", "/", "200"], [0, -1, 0, 0, 0, 0, 0], 0]),  # negative count
+        ("sizes", [1, ["GET", "/", "200"], [0] * 7, float("nan")]),  # not a sum
+        ("exemplars", ["GET", "/", "200", [], 99, TRACE, 0.1, 1e9]),  # no such bucket
+        ("exemplars", ["GET", "/", 200, [], 0, TRACE, 0.1, 1e9]),  # status not a string
+        ("exemplars", ["GET", "/", "200", [], 0, "x" * 129, 0.1, 1e9]),  # trace id too long
+        ("exemplars", ["GET", "/", "200", [], 0, TRACE, float("inf"), 1e9]),  # not a duration
+        ("exemplars", ["GET", "/", "200", 0, TRACE, 0.1, 1e9]),  # a column missing
     ],
 )
-def test_a_damaged_sizes_row_sets_the_file_aside(workers: Workers, row: list[object]) -> None:
+def test_a_damaged_sizes_or_exemplar_row_sets_the_file_aside(
+    workers: Workers, field: str, row: list[object]
+) -> None:
     c = workers.spawn(301)
     c.multiprocess.write()
     workers.alive.add(300)
@@ -706,9 +720,56 @@ def test_a_damaged_sizes_row_sets_the_file_aside(workers: Workers, row: list[obj
         "token": "w-300-s",
         "pid": 300,
         "bounds": list(c.bounds),
-        "sizes": [row],
+        field: [row],
     }
     (workers.directory / "w-300-s.json").write_text(json.dumps(bad))
     render(c)
     assert c.internal_errors().get("multiprocess.corrupt") == 1
     assert not (workers.directory / "w-300-s.json").exists()
+
+
+def _exemplar_lines(body: bytes) -> dict[tuple[str, str, str], tuple[str, float]]:
+    """(endpoint, status, le) -> (trace id, value), read with the OpenMetrics parser."""
+    out = {}
+    for family in openmetrics_families(body.decode()):
+        for s in family.samples:
+            if s.exemplar is not None:
+                key = (s.labels["endpoint"], s.labels["status_code"], s.labels["le"])
+                out[key] = (s.exemplar.labels["trace_id"], s.exemplar.value)
+    return out
+
+
+def test_exemplars_are_merged_newest_first_and_kept_when_a_worker_exits(
+    workers: Workers,
+) -> None:
+    older, newer = "0af7651916cd43dd8448eb211c80319c", TRACE
+    a, b = workers.spawn(101), workers.spawn(102)
+    for c in (a, b):
+        c.enable_exemplars()
+    current_trace.set(older)
+    try:
+        a.observe("GET", "/a", 200, 0.012)  # bucket 0.015: later overwritten by b's
+        a.observe("GET", "/a", 200, 0.3)  # bucket 0.5: only a's
+        time.sleep(0.01)
+        current_trace.set(newer)
+        b.observe("GET", "/a", 200, 0.013)
+        b.observe("GET", "/b", 503, 2.0)
+    finally:
+        current_trace.set(None)
+    b.multiprocess.write()
+    want = {
+        ("/a", "200", "0.015"): (newer, 0.013),
+        ("/a", "200", "0.5"): (older, 0.3),
+        ("/b", "503", "2.5"): (newer, 2.0),
+    }
+    page = render(a, openmetrics=True)
+    assert _exemplar_lines(page) == want
+    # The text format has none, and the merged counts are unchanged by them.
+    assert b"trace_id" not in render(a)
+    assert _total(render(a)) == 4
+    # b exits: its exemplars stay (archived) until a newer one takes the bucket.
+    workers.kill(102)
+    assert _exemplar_lines(render(a, openmetrics=True)) == want
+    archive = json.loads((workers.directory / "archive.json").read_text())
+    assert {row[5] for row in archive["exemplars"]} == {newer}
+    assert a.internal_errors() == {}

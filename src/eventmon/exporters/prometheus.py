@@ -239,6 +239,17 @@ class _GroupedStatus:
                 )
         return list(merged.values())
 
+    def exemplars_by_series(self) -> dict[tuple[Any, str, str], dict[int, _Exemplar]]:
+        """The view's exemplars by status class: the newest per bucket of the class."""
+        out: dict[tuple[Any, str, str], dict[int, _Exemplar]] = {}
+        for (method, endpoint, status), per in (_exemplars(self._view) or {}).items():
+            mine = out.setdefault((method, endpoint, _status_class(status)), {})
+            for bucket, ex in per.items():
+                had = mine.get(bucket)
+                if had is None or ex[2] > had[2]:
+                    mine[bucket] = ex
+        return out
+
     def size_histograms(self) -> dict[int, dict[tuple[str, ...], tuple[list[int], float]]]:
         sizes_of = getattr(self._view, "size_histograms", None)
         out: dict[int, dict[tuple[str, ...], tuple[list[int], float]]] = {0: {}, 1: {}}

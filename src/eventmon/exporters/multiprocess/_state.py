@@ -14,6 +14,11 @@ Both are read; an older eventmon sets a format 2 file aside rather than misread 
 either format: rows ``[kind, label values, bucket counts, sum]``, kind 0 for
 request bodies and 1 for responses, label values (method, endpoint, status, then
 the extra values). An eventmon without it ignores the field.
+
+``"exemplars"`` (``exemplars=True``) is optional too: rows ``[method, endpoint,
+status, extra values, bucket index, trace id, seconds, unix time]``, the latest
+exemplar per series and bucket. Merging keeps the newest of each; they are not
+counts, so the archive keeps them without adding.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from eventmon.core.sizes import SIZE_BUCKETS
@@ -169,6 +174,21 @@ def _check(state: dict[str, Any], nbuckets: int, nslots: int) -> None:
             and _is_amount(total)
         ):
             fail("sizes")
+    for row in items("exemplars", list):
+        method, endpoint, status, extra, bucket, trace_id, seconds, at = row
+        if not (
+            type(method) is str
+            and type(endpoint) is str
+            and type(status) is str
+            and _is_strs(extra)
+            and _is_count(bucket)
+            and bucket < nbuckets
+            and type(trace_id) is str
+            and len(trace_id) <= 128
+            and _is_amount(seconds)
+            and _is_amount(at)
+        ):
+            fail("exemplars")
     for key in ("cpu", "cpu_exited"):
         if not _is_amount(state.get(key, 0.0)):
             fail(key)
@@ -186,6 +206,7 @@ class _Merged:
         "counters",
         "cpu",
         "errors",
+        "exemplars",
         "extra_labels",
         "gauge_labels",
         "gauges",
@@ -218,6 +239,8 @@ class _Merged:
         self.histogram_meta: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {}
         # Body sizes: (kind, *label values) -> [bucket counts..., sum].
         self.sizes: dict[tuple[Any, ...], list[Any]] = {}
+        # Exemplars: (method, endpoint, status, *extra) -> bucket -> (trace id, s, unix time).
+        self.exemplars: dict[tuple[str, ...], dict[int, tuple[str, float, float]]] = {}
         self.cpu = 0.0  # CPU seconds of exited workers
         self.inflight = 0
         self.merged: list[str] = []  # tokens of workers already in the archive
@@ -283,6 +306,9 @@ class _Merged:
                 for i, c in enumerate(counts):
                     row[i] += sign * c
                 row[-1] += sign * total
+        if sign > 0:  # not counts: nothing to subtract
+            for method, endpoint, status, extra, bucket, *ex in state.get("exemplars", ()):
+                _keep_newest(self.exemplars, (method, endpoint, status, *extra), bucket, ex)
         self.cpu += sign * state.get("cpu_exited", 0.0)
         for token in state.get("merged", ()):
             self.merged.append(token)
@@ -347,6 +373,9 @@ class _Merged:
         for k, row in other.sizes.items():
             acc = self.sizes.get(k)
             self.sizes[k] = list(row) if acc is None else list(map(max, acc, row))
+        for series, held in other.exemplars.items():
+            for bucket, ex in held.items():
+                _keep_newest(self.exemplars, series, bucket, ex)
         self.cpu = max(self.cpu, other.cpu)
         seen = set(self.merged)
         # Tokens only ours are older ones: put them first, where the cap trims.
@@ -411,9 +440,32 @@ class _Merged:
                 if self.sizes
                 else {}
             ),
+            **(
+                {
+                    "exemplars": [
+                        [m, e, s, list(v), bucket, *ex]
+                        for (m, e, s, *v), per in self.exemplars.items()
+                        for bucket, ex in per.items()
+                    ]
+                }
+                if self.exemplars
+                else {}
+            ),
             "cpu_exited": self.cpu,
             "merged": self.merged[-_KEEP_MERGED:],
         }
+
+
+def _keep_newest(
+    acc: dict[tuple[str, ...], dict[int, tuple[str, float, float]]],
+    key: tuple[str, ...],
+    bucket: int,
+    exemplar: Sequence[Any],
+) -> None:
+    per = acc.setdefault(key, {})
+    had = per.get(bucket)
+    if had is None or exemplar[2] > had[2]:
+        per[bucket] = (exemplar[0], float(exemplar[1]), float(exemplar[2]))
 
 
 def _join_into(acc: dict[Any, Any], other: Mapping[Any, Any]) -> None:

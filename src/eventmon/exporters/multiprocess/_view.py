@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventmon.core.aggregates import SeriesSnapshot
 from eventmon.core.histogram import HdrLayout, LatencyHistogram
@@ -107,6 +107,16 @@ class MergedView:
         out: dict[int, dict[tuple[str, ...], tuple[list[int], float]]] = {0: {}, 1: {}}
         for (kind, *values), row in self._m.sizes.items():
             out[kind][tuple(values)] = ([int(c) for c in row[:-1]], float(row[-1]))
+        return out
+
+    def exemplars_by_series(
+        self,
+    ) -> dict[tuple[Any, str, str], dict[int, tuple[str, float, float]]]:
+        """The newest exemplar per series and bucket over every worker (as a collector's)."""
+        out: dict[tuple[Any, str, str], dict[int, tuple[str, float, float]]] = {}
+        for (method, endpoint, status, *extra), per in self._m.exemplars.items():
+            recorded: Any = (endpoint, *extra) if extra else endpoint
+            out[(method, recorded, status)] = dict(per)
         return out
 
     def processes(self) -> list[ProcessSample]:

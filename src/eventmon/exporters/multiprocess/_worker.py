@@ -175,6 +175,10 @@ class WorkerAggregator(_Keeper):
             for kind, per in c.size_histograms().items()
             for values, (counts, total) in per.items()
         ]
+        exemplars: list[list[Any]] = []
+        for (m, e, s), per in c.exemplars_by_series().items():
+            template, values = _split_endpoint(e, blank)
+            exemplars += ([m, template, s, values, bucket, *ex] for bucket, ex in per.items())
         times = os.times()
         return {
             "format": _FORMAT_EXTRA if extra else _FORMAT,
@@ -207,6 +211,7 @@ class WorkerAggregator(_Keeper):
                 for name, h in histograms.items()
             },
             **({"sizes": sizes} if sizes else {}),
+            **({"exemplars": exemplars} if exemplars else {}),
             "inflight": c.in_progress(),
             "cpu": times.user + times.system,
             "rss": rss_bytes(),
@@ -285,3 +290,10 @@ class WorkerAggregator(_Keeper):
     def view(self) -> MergedView:
         """Every worker merged (for exporters); same as a scrape's."""
         return self.scrape()[0]
+
+
+def _split_endpoint(endpoint: str | tuple[str, ...], blank: list[str]) -> tuple[str, list[str]]:
+    """(template, extra values) of an endpoint as recorded; blanks if it has none."""
+    if type(endpoint) is str:
+        return endpoint, list(blank)
+    return endpoint[0], list(endpoint[1:]) or list(blank)
