@@ -773,3 +773,17 @@ def test_exemplars_are_merged_newest_first_and_kept_when_a_worker_exits(
     archive = json.loads((workers.directory / "archive.json").read_text())
     assert {row[5] for row in archive["exemplars"]} == {newer}
     assert a.internal_errors() == {}
+
+
+def test_counter_help_texts_reach_the_merged_page(workers: Workers) -> None:
+    a, b = workers.spawn(101), workers.spawn(102)
+    b.define_counter("tickets_sold", 'Tickets sold, by "kind".', ["kind"])
+    b.increment_counter("tickets_sold", {"kind": "vip"}, 3)
+    a.increment_counter("tickets_sold", {"kind": "vip"}, 2)  # a never defined its help
+    b.multiprocess.write()
+    page = render(a).decode()
+    assert '# HELP tickets_sold_total Tickets sold, by "kind".\n' in page
+    assert 'tickets_sold_total{kind="vip"} 5' in page
+    workers.kill(102)  # the archive keeps the text
+    assert '# HELP tickets_sold_total Tickets sold, by "kind".\n' in render(a).decode()
+    promtool_check(render(a))

@@ -269,7 +269,7 @@ class LabelPolicy:
 def counter_help_text(view: object, name: str) -> str:
     """A user counter's HELP text: the one given to ``define_counter``, else a default.
 
-    ``view`` is a collector or a merged multiprocess view (which keeps no help texts).
+    ``view`` is a collector or a merged multiprocess view.
     """
     counter_help = getattr(view, "counter_help", None)
     text = counter_help(name) if counter_help is not None else ""

@@ -147,6 +147,8 @@ def _check(state: dict[str, Any], nbuckets: int, nslots: int) -> None:
     for key in ("counter_labels", "gauge_labels"):
         if not all(_is_strs(names) for names in items(key, dict).values()):
             fail(key)
+    if not _is_strs(list(items("counter_help", dict).values())):
+        fail("counter_help")
     meta = items("histogram_meta", dict)
     for help_text, names, bounds in meta.values():
         if not (
@@ -202,6 +204,7 @@ class _Merged:
     """Sum of worker states; also the archive's content."""
 
     __slots__ = (
+        "counter_help",
         "counter_labels",
         "counters",
         "cpu",
@@ -232,6 +235,7 @@ class _Merged:
         self.errors: dict[str, int] = {}
         self.counters: dict[str, dict[tuple[str, ...], float]] = {}
         self.counter_labels: dict[str, tuple[str, ...]] = {}
+        self.counter_help: dict[str, str] = {}  # the texts given to define_counter
         self.gauges: dict[str, dict[tuple[str, ...], float]] = {}
         self.gauge_labels: dict[str, tuple[str, ...]] = {}
         # User histograms: name -> label values -> [bucket counts..., sum].
@@ -282,6 +286,8 @@ class _Merged:
             per[k] = per.get(k, 0) + sign * v
         for name, names in state.get("counter_labels", {}).items():
             self.counter_labels.setdefault(name, tuple(names))
+        for name, text in state.get("counter_help", {}).items():
+            self.counter_help.setdefault(name, text)
         for name, (help_text, names, bounds) in state.get("histogram_meta", {}).items():
             self.histogram_meta.setdefault(name, (help_text, tuple(names), tuple(bounds)))
         for name, values, counts, total in state.get("histograms", ()):
@@ -360,6 +366,8 @@ class _Merged:
             _join_into(self.counters.setdefault(name, {}), per)
         for name, names in other.counter_labels.items():
             self.counter_labels.setdefault(name, names)
+        for name, text in other.counter_help.items():
+            self.counter_help.setdefault(name, text)
         for name, meta in other.histogram_meta.items():
             self.histogram_meta.setdefault(name, meta)
         for name, per_h in other.histograms.items():
@@ -426,6 +434,7 @@ class _Merged:
                 [name, list(k), v] for name, per in self.counters.items() for k, v in per.items()
             ],
             "counter_labels": {k: list(v) for k, v in self.counter_labels.items()},
+            **({"counter_help": dict(self.counter_help)} if self.counter_help else {}),
             "histograms": [
                 [name, list(k), row[:-1], row[-1]]
                 for name, per_h in self.histograms.items()

@@ -88,6 +88,10 @@ class MergedView:
     def counter_labels(self, name: str) -> tuple[str, ...]:
         return self._m.counter_labels.get(name, ())
 
+    def counter_help(self, name: str) -> str:
+        """The help text a worker gave to ``define_counter`` (``""`` if none)."""
+        return self._m.counter_help.get(name, "")
+
     def gauges(self) -> dict[str, dict[tuple[str, ...], float]]:
         return {k: dict(v) for k, v in self._m.gauges.items()}
 
