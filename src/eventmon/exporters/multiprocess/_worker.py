@@ -199,7 +199,7 @@ class WorkerAggregator(_Keeper):
                 [name, list(k), v] for name, per in counters.items() for k, v in per.items()
             ],
             "counter_labels": {name: list(c.counter_labels(name)) for name in counters},
-            "counter_help": {n: h for n in counters if (h := c.counter_help(n))},
+            "counter_help": {n: text for n in counters if (text := c.counter_help(n))},
             "gauges": [[name, list(k), v] for name, per in gauges.items() for k, v in per.items()],
             "gauge_labels": {name: list(c.gauge_labels(name)) for name in gauges},
             "histograms": [
