@@ -147,7 +147,13 @@ PUBLIC_MODULES = [
     ("eventmon.core.counter", ["Counter"]),
     (
         "eventmon.core.exemplars",
-        ["ExemplarStore", "current_trace", "request_trace_id", "trace_id_from_traceparent"],
+        [
+            "ExemplarStore",
+            "current_trace",
+            "exemplars_per_shown_bucket",
+            "request_trace_id",
+            "trace_id_from_traceparent",
+        ],
     ),
     ("eventmon.core.faults", ["InternalErrors", "SlowRequests"]),
     ("eventmon.core.fold", ["COMPILED", "fold", "fold_python"]),
@@ -191,7 +197,10 @@ PUBLIC_MODULES = [
         "eventmon.core.request_path",
         ["RequestPath", "check_journal_limit", "check_slow_threshold"],
     ),
-    ("eventmon.core.sizes", ["REQUEST_SIZE", "RESPONSE_SIZE", "SIZE_BUCKETS", "SizeHistograms"]),
+    (
+        "eventmon.core.sizes",
+        ["REQUEST_SIZE", "RESPONSE_SIZE", "SIZE_BUCKETS", "SIZE_HELP", "SizeHistograms"],
+    ),
     (
         "eventmon.core.user_histograms",
         ["HistogramSnapshot", "UserHistograms", "check_histogram_bounds"],

@@ -36,16 +36,25 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from eventmon import ConfigurationError, MetricsCollector
+from eventmon.core.exemplars import current_trace
 from eventmon.exporters.promclient import EventmonCollector, serve_alongside
 from eventmon.exporters.prometheus import CONTENT_TYPE_OPENMETRICS, render
 from servers import free_port, promtool_check, uvicorn_server
 
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
 
 def _collector() -> MetricsCollector:
-    c = MetricsCollector(slow_hooks=(), slow_threshold=0.2)
+    """Every kind of family eventmon's page can show: body sizes and exemplars too."""
+    c = MetricsCollector(slow_hooks=(), slow_threshold=0.2, exemplars=True)
     for i in range(30):
         c.observe(["GET", "POST"][i % 2], "/events/{event_id}", [200, 404][i % 3 == 0], i / 100)
-    c.observe("GET", '/we"ird\\path', 503, 0.3)
+        c.sizes.observe("POST", "/events/{event_id}", 201, 40 * i, 3_000 * i)
+    current_trace.set(TRACE)
+    try:
+        c.observe("GET", '/we"ird\\path', 503, 0.3)
+    finally:
+        current_trace.set(None)
     c.increment_counter("db_connection_errors", {"db": "main"}, 2)
     c.set_gauge("queue_depth", 7, {"queue": "mail"})
     c.define_histogram("db_query_seconds", "Query time.", ["db"], buckets=[0.01, 0.1, 1])
@@ -115,6 +124,11 @@ def test_registered_collector_shows_every_eventmon_sample_and_no_family_twice(
     assert ("http_requests_in_progress", frozenset()) in got
     assert any(k[0] == "http_request_duration_hdr_seconds" for k in got)
     assert got[("orders_placed_total", frozenset({("shop", "a")}))] == 3
+    sized = frozenset(
+        {("method", "POST"), ("endpoint", "/events/{event_id}"), ("status_code", "201")}
+    )
+    assert got[("http_response_size_bytes_count", sized)] == 30
+    assert got[("http_request_size_bytes_sum", sized)] == 40 * sum(range(30))
     # process_* once: prometheus_client's ProcessCollector keeps its copy, eventmon drops its.
     assert _type_lines(body).most_common(1)[0][1] == 1
     assert (
@@ -124,6 +138,38 @@ def test_registered_collector_shows_every_eventmon_sample_and_no_family_twice(
     assert "process_virtual_memory_bytes" in body.decode()  # prometheus_client's own
     if not openmetrics:
         promtool_check(body)
+
+
+@pytest.mark.parametrize("unit", ["s", "ms"])
+def test_the_bridge_s_openmetrics_page_carries_the_same_exemplars(unit: str) -> None:
+    c = _collector()
+    current_trace.set("0af7651916cd43dd8448eb211c80319c")
+    try:
+        c.observe("GET", "/late", 200, 30.0)  # past the last bound shown in ms: on +Inf
+    finally:
+        current_trace.set(None)
+    registry = CollectorRegistry()
+    registry.register(EventmonCollector(c, unit=unit))
+
+    def exemplars(body: bytes) -> dict[tuple[str, str], tuple[str, float, float]]:
+        return {
+            (s.labels["endpoint"], s.labels["le"]): (
+                s.exemplar.labels["trace_id"],
+                s.exemplar.value,
+                s.exemplar.timestamp,
+            )
+            for f in parse_openmetrics(body.decode())
+            for s in f.samples
+            if s.exemplar is not None
+        }
+
+    mine = exemplars(render(c, openmetrics=True, unit=unit))
+    assert set(mine) == {('/we"ird\\path', "0.5" if unit == "s" else "500.0"), ("/late", "+Inf")}
+    theirs = exemplars(generate_openmetrics(registry))
+    assert theirs.keys() == mine.keys()
+    for key, (trace_id, value, at) in mine.items():
+        assert theirs[key][:2] == (trace_id, pytest.approx(value))
+        assert float(theirs[key][2]) == pytest.approx(float(at), abs=0.001)
 
 
 def test_a_counter_s_help_text_reaches_the_registry() -> None:
@@ -222,6 +268,11 @@ def test_render_also_registry_serves_both_with_no_family_twice(openmetrics: bool
     want = _eventmon_samples(c, openmetrics=openmetrics)
     assert {k: v for k, v in want.items() if got.get(k) != pytest.approx(v)} == {}
     assert got[("orders_placed_total", frozenset({("shop", "a")}))] == 3
+    sized = frozenset(
+        {("method", "POST"), ("endpoint", "/events/{event_id}"), ("status_code", "201")}
+    )
+    assert got[("http_response_size_bytes_count", sized)] == 30
+    assert got[("http_request_size_bytes_sum", sized)] == 40 * sum(range(30))
     # The registry's process families are the ones served (with their other figures).
     assert "process_virtual_memory_bytes" in text
     assert "CPU time of this process." not in text

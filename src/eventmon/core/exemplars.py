@@ -16,10 +16,17 @@ dropped leads nowhere.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["ExemplarStore", "current_trace", "request_trace_id", "trace_id_from_traceparent"]
+__all__ = [
+    "ExemplarStore",
+    "current_trace",
+    "exemplars_per_shown_bucket",
+    "request_trace_id",
+    "trace_id_from_traceparent",
+]
 
 #: The trace id of the request being served in this context, noted by the adapters.
 current_trace: ContextVar[str | None] = ContextVar("eventmon_trace_id", default=None)
@@ -113,3 +120,16 @@ class ExemplarStore:
         for (method, endpoint, status, k), ex in list(self._latest.items()):
             out.setdefault((method, endpoint, str(status)), {})[k] = ex
         return out
+
+
+def exemplars_per_shown_bucket(
+    per: Mapping[int, tuple[str, float, float]], shown: int
+) -> list[tuple[str, float, float] | None]:
+    """One series' exemplar for each of ``shown`` bounds and then +Inf (``None`` if none).
+
+    ``per``: bucket index -> exemplar, as :meth:`ExemplarStore.by_series` gives it.
+    Buckets past the shown bounds (the ``"ms"`` unit shows six) all fall in +Inf:
+    the latest of their exemplars goes there.
+    """
+    inf = max((per[k] for k in per if k >= shown), key=lambda e: e[2], default=None)
+    return [*(per.get(k) for k in range(shown)), inf]

@@ -13,12 +13,17 @@ from bisect import bisect_left
 from eventmon.core.counter import Counter
 from eventmon.core.registry import LabelPolicy
 
-__all__ = ["REQUEST_SIZE", "RESPONSE_SIZE", "SIZE_BUCKETS", "SizeHistograms"]
+__all__ = ["REQUEST_SIZE", "RESPONSE_SIZE", "SIZE_BUCKETS", "SIZE_HELP", "SizeHistograms"]
 
 #: Bucket upper bounds in bytes: 100 B, 1 kB, 10 kB, 100 kB, 1 MB, 10 MB (+Inf added).
 SIZE_BUCKETS: tuple[float, ...] = (100.0, 1e3, 1e4, 1e5, 1e6, 1e7)
 REQUEST_SIZE = "http_request_size_bytes"
 RESPONSE_SIZE = "http_response_size_bytes"
+#: (family name, help text) of the two histograms, in the order of their kind (0, 1).
+SIZE_HELP: tuple[tuple[str, str], ...] = (
+    (REQUEST_SIZE, "HTTP request body size in bytes (Content-Length)."),
+    (RESPONSE_SIZE, "HTTP response body size in bytes, as sent."),
+)
 
 _method_label = LabelPolicy.method
 

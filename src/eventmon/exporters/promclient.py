@@ -44,10 +44,13 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from prometheus_client.openmetrics.exposition import generate_latest as _generate_openmetrics
+from prometheus_client.samples import Exemplar
 
 from eventmon._exceptions import ConfigurationError
+from eventmon.core.exemplars import exemplars_per_shown_bucket
 from eventmon.core.histogram import DEFAULT_BUCKETS, DEFAULT_BUCKETS_MS
 from eventmon.core.registry import counter_help_text, family_names
+from eventmon.core.sizes import SIZE_BUCKETS, SIZE_HELP
 
 if TYPE_CHECKING:
     from eventmon.collector import MetricsCollector
@@ -159,12 +162,25 @@ def families(view: MetricsView, *, unit: str = "s") -> Iterator[Metric]:
     bounds = tuple(view.bounds)
     shown = len(DEFAULT_BUCKETS_MS) if unit == "ms" and bounds == DEFAULT_BUCKETS else len(bounds)
     les = [repr(b * scale) for b in bounds[:shown]]
+    read_exemplars = getattr(view, "exemplars_by_series", None)
+    exemplars = read_exemplars() if read_exemplars is not None else {}
     for s in series:
         cumulative = list(accumulate(s.buckets))
-        buckets = [*zip(les, cumulative, strict=False), ("+Inf", cumulative[-1])]
+        buckets: list[Any] = [*zip(les, cumulative, strict=False), ("+Inf", cumulative[-1])]
+        # Keyed by the endpoint as recorded: (template, *values) with extra labels.
+        held = exemplars.get(
+            (s.method, (s.endpoint, *s.extra) if s.extra else s.endpoint, s.status_code)
+        )
+        if held:
+            # The OpenMetrics exposition shows them; the text format leaves them out.
+            for k, ex in enumerate(exemplars_per_shown_bucket(held, shown)):
+                if ex is not None:
+                    trace_id, value, at = ex
+                    buckets[k] = (*buckets[k], Exemplar({"trace_id": trace_id}, value * scale, at))
         labelled = (s.method, s.endpoint, s.status_code, *_pad(s.extra, width))
         durations.add_metric(labelled, buckets, s.sum * scale)
     yield durations
+    yield from _size_families(view, extra)
 
     # Precomputed quantiles: a summary, as on eventmon's page. SummaryMetricFamily
     # takes no quantiles, so the samples are added one by one.
@@ -242,6 +258,23 @@ def families(view: MetricsView, *, unit: str = "s") -> Iterator[Metric]:
         for values, (counts, total) in sorted(h.samples.items()):
             user.add_metric(values, list(zip(les, accumulate(counts), strict=True)), total)
         yield user
+
+
+def _size_families(view: MetricsView, extra: tuple[str, ...]) -> Iterator[Metric]:
+    """Body-size histograms, if the view keeps any (``size_metrics=True``)."""
+    read = getattr(view, "size_histograms", None)
+    sizes = read() if read is not None else None
+    if not sizes or not (sizes[0] or sizes[1]):
+        return
+    les = [*(repr(b) for b in SIZE_BUCKETS), "+Inf"]
+    for kind, (name, help_text) in enumerate(SIZE_HELP):
+        family = HistogramMetricFamily(
+            name, help_text, labels=("method", "endpoint", "status_code", *extra)
+        )
+        for values, (counts, total) in sorted(sizes[kind].items()):
+            labelled = (*values[:3], *_pad(tuple(values[3:]), len(extra)))
+            family.add_metric(labelled, list(zip(les, accumulate(counts), strict=True)), total)
+        yield family
 
 
 def _process_families(processes: list[ProcessSample] | None) -> Iterator[Metric]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from eventmon.core._native import ACCELERATOR
 from eventmon.core.aggregates import SeriesSnapshot
+from eventmon.core.exemplars import exemplars_per_shown_bucket
 from eventmon.core.histogram import DEFAULT_BUCKETS, DEFAULT_BUCKETS_MS
 from eventmon.core.process import instance_limits, rss_bytes
 from eventmon.core.registry import (
@@ -169,22 +170,16 @@ def render(
     return combine(body, registry, openmetrics=openmetrics, collected=collected)
 
 
-_SIZE_HELP = (
-    ("http_request_size_bytes", "HTTP request body size in bytes (Content-Length)."),
-    ("http_response_size_bytes", "HTTP response body size in bytes, as sent."),
-)
-
-
 def _size_families(
     add: Any,
     family: Any,
     sizes: Mapping[int, Mapping[tuple[str, ...], tuple[list[int], float]]],
     extra_names: tuple[str, ...],
 ) -> None:
-    from eventmon.core.sizes import SIZE_BUCKETS
+    from eventmon.core.sizes import SIZE_BUCKETS, SIZE_HELP
 
     les = [repr(b) for b in SIZE_BUCKETS] + ["+Inf"]
-    for kind, (name, help_text) in enumerate(_SIZE_HELP):
+    for kind, (name, help_text) in enumerate(SIZE_HELP):
         family(name, "histogram", help_text)
         for values, (counts, total) in sorted(sizes[kind].items()):
             lbl = request_labels(*values[:3]) + extra_label_pairs(extra_names, values[3:])
@@ -494,12 +489,10 @@ def _buckets_with_exemplars(  # noqa: PLR0917 - a private helper of render_famil
     lies in its bucket, and its label set (40 characters here) is within the 128 allowed.
     """
     shown = len(les)
-    # Buckets past the shown bounds (the "ms" unit shows six) all fall in +Inf:
-    # the latest of their exemplars goes there.
-    inf = max((per[k] for k in per if k >= shown), key=lambda e: e[2], default=None)
+    held = exemplars_per_shown_bucket(per, shown)
     for k, le in enumerate([*les, "+Inf"]):
         c = cumulative[k] if k < shown else cumulative[-1]
-        ex = per.get(k) if k < shown else inf
+        ex = held[k]
         if ex is None:
             add(f'{name}_bucket{{{labels},le="{le}"}} {c}\n')
         else:
