@@ -6,6 +6,7 @@ directory, each with its own engine, as a pre-fork server's workers would have.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -113,7 +114,9 @@ def test_a_replaced_lock_file_counts_as_lost(tmp_path: Path) -> None:
 # ------------------------------------------------------------- one notifier
 
 
-def _engines(workers: Workers, url: str, n: int, rule: AlertRule) -> list[AlertEngine]:
+def _engines(
+    workers: Workers, url: str, n: int, rule: AlertRule, declare: tuple[str, ...] = ()
+) -> list[AlertEngine]:
     engines = []
     for pid in range(101, 101 + n):
         c = workers.spawn(pid)
@@ -123,7 +126,7 @@ def _engines(workers: Workers, url: str, n: int, rule: AlertRule) -> list[AlertE
                 [rule],
                 notifiers=[WebhookNotifier(url)],
                 interval=0.05,
-                declare=["payment_failures"],
+                declare=["payment_failures", *declare],
             )
         )
     return engines
@@ -185,6 +188,80 @@ def test_the_next_worker_takes_over_when_the_leader_stops(workers: Workers, http
     finally:
         for e in engines:
             e.stop()
+
+
+def test_a_new_leader_carries_on_a_firing_alert_without_sending_it_again(
+    workers: Workers, http_receiver
+) -> None:
+    rule = AlertRule("queue_backed_up", "queue_depth > 50")
+    engines = _engines(workers, http_receiver.url + "/ok", 2, rule, ("queue_depth",))
+    try:
+        for e in engines:
+            e.start()
+        _wait(lambda: sum(e.leading for e in engines) == 1)
+        (first,) = [e for e in engines if e.leading]
+        (second,) = [e for e in engines if e is not first]
+        queue = workers.collectors[engines.index(second)]
+        queue.set_gauge("queue_depth", 80)
+        queue.multiprocess.write()
+        (fired,) = http_receiver.wait_for("/ok", 1, timeout=30)
+        assert fired.body["status"] == "firing"
+        _wait(lambda: second.firing() == ["queue_backed_up"])  # published by the leader
+        first.stop()  # the leader leaves while the alert fires
+        _wait(lambda: second.leading)
+        done = second.evaluations
+        _wait(lambda: second.evaluations >= done + 10)
+        assert second.dispatcher.flush(10)
+        # Still the one notice: the new leader took the alert over, firing.
+        assert len(http_receiver.on("/ok")) == 1
+        assert second.firing() == ["queue_backed_up"]
+        (status,) = second.alerts()
+        assert status.active_since == pytest.approx(fired.body["startsAt"], abs=0.01)
+        # And it is the new leader that sends the resolution, of the same alert.
+        queue.set_gauge("queue_depth", 0)
+        queue.multiprocess.write()
+        resolved = http_receiver.wait_for("/ok", 2, timeout=30)[1]
+        assert resolved.body["status"] == "resolved"
+        assert resolved.body["startsAt"] == pytest.approx(fired.body["startsAt"], abs=0.01)
+    finally:
+        for e in engines:
+            e.stop()
+
+
+def test_a_stale_alerts_file_is_not_taken_over(workers: Workers, http_receiver) -> None:
+    """A file from an earlier server run (older than a few intervals) revives nothing."""
+    rule = AlertRule("queue_backed_up", "queue_depth > 50")
+    (engine,) = _engines(workers, http_receiver.url + "/ok", 1, rule, ("queue_depth",))
+    workers.directory.mkdir(parents=True, exist_ok=True)
+    firing = {
+        "name": "queue_backed_up",
+        "state": "firing",
+        "severity": "warning",
+        "labels": {},
+        "annotations": {},
+        "value": 99.0,
+        "active_since": time.time() - 3600,
+        "fired_at": time.time() - 3600,
+        "last_notified": time.time() - 3600,
+        "resolved_at": None,
+    }
+    old = {"pid": 1, "time": time.time() - 3600, "alerts": [firing]}
+    (workers.directory / ALERTS_FILE).write_text(json.dumps(old))
+    try:
+        engine.start()
+        _wait(lambda: engine.leading and engine.evaluations >= 3)
+        assert engine.firing() == []
+        # The same file, fresh, is taken over by the next leader.
+        engine.stop()
+        (workers.directory / ALERTS_FILE).write_text(json.dumps({**old, "time": time.time()}))
+        engine.start()
+        _wait(lambda: engine.leading and engine.evaluations >= 4)
+        assert engine.dispatcher.flush(10)
+        # Taken over firing; the gauge is unset, so the condition is false: resolved.
+        (resolved,) = http_receiver.wait_for("/ok", 1, timeout=30)
+        assert resolved.body["status"] == "resolved"
+    finally:
+        engine.stop()
 
 
 def test_a_killed_leader_process_is_replaced_within_an_interval(tmp_path: Path) -> None:

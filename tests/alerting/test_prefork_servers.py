@@ -130,3 +130,8 @@ def test_three_workers_send_one_notice_from_the_instance_s_count(
         )
         (new_leader,) = [pid for pid, v in evaluators.items() if v == 1.0]
         assert new_leader != leader
+        # It carries the alert on from the published states: evaluating, it does not
+        # send the firing notice a second time.
+        _poll(lambda: (d := _engine(port))["leading"] and d["evaluations"] >= 10)
+        statuses = [n.body["status"] for n in http_receiver.on("/hook")]
+        assert statuses.count("firing") == 1, statuses

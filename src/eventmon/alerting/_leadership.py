@@ -72,13 +72,33 @@ class Leadership:
                 self.collector.set_gauge(EVALUATOR_GAUGE, 0.0)
         self._leading = False
 
-    def publish(self, alerts: list[dict[str, Any]]) -> None:
-        """Write the leader's alert states for the other workers (aggregated only)."""
+    def publish(self, alerts: list[dict[str, Any]], at: float) -> None:
+        """Write the leader's alert states for the other workers (aggregated only).
+
+        ``at``: the Unix time of the evaluation they come from.
+        """
         agg = self.collector.multiprocess
         if agg is not None:
             from eventmon.exporters.multiprocess._leader import publish_alerts
 
-            publish_alerts(agg.directory, alerts)
+            publish_alerts(agg.directory, alerts, at)
+
+    def handed_over(self, now: float, max_age: float) -> list[dict[str, Any]]:
+        """The previous leader's alert states, for a worker that has just taken over.
+
+        Empty unless aggregated and the file was written at most ``max_age`` seconds
+        before ``now`` (Unix times): an older file is not the last leader's word but
+        an earlier server's, and adopting it would revive alerts long over.
+        """
+        agg = self.collector.multiprocess
+        if agg is None:
+            return []
+        from eventmon.exporters.multiprocess._leader import read_published_alerts
+
+        published = read_published_alerts(agg.directory)
+        if published is None or published[0] is None or not 0 <= now - published[0] <= max_age:
+            return []
+        return published[1]
 
     def published(self) -> list[dict[str, Any]] | None:
         """The leader's published alert states, in a worker whose loop follows; else None."""

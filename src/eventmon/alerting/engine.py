@@ -32,13 +32,12 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from eventmon._exceptions import ConfigurationError, RuleError
 from eventmon._validate import seconds
 from eventmon.alerting._leadership import EVALUATOR_GAUGE, Leadership
-from eventmon.alerting.expr import Condition
+from eventmon.alerting._states import Alert, AlertStatus, adopt, status_from_dict, unknown
 from eventmon.alerting.metrics import DB_CONNECTION_ERRORS, SCALE_OUT_GAUGE, RuleMetrics
 from eventmon.alerting.notifiers.base import AlertNotice, Notifier, ScalingEvent
 from eventmon.alerting.notifiers.dispatcher import NotificationDispatcher
@@ -47,49 +46,6 @@ from eventmon.collector import MetricsCollector, default_collector
 from eventmon.types import Clock
 
 __all__ = ["EVALUATOR_GAUGE", "AlertEngine", "AlertStatus"]
-
-State = Literal["inactive", "pending", "firing", "resolved"]
-
-
-@dataclass(frozen=True, slots=True)
-class AlertStatus:
-    """One rule's alert as of the last evaluation (times are Unix seconds)."""
-
-    name: str
-    state: State
-    severity: str
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    value: float | None
-    active_since: float | None  # when the condition last turned true
-    fired_at: float | None
-    last_notified: float | None
-    resolved_at: float | None
-
-
-@dataclass(slots=True)
-class _Alert:
-    rule: AlertRule
-    condition: Condition
-    state: State = "inactive"
-    value: float | None = None
-    active_since: float | None = None  # monotonic
-    fired_at: float | None = None
-    last_sent: float | None = None
-    clear_since: float | None = None
-    resolved_at: float | None = None
-    wall: dict[str, float] = field(default_factory=dict)
-
-
-_STATES = ("inactive", "pending", "firing", "resolved")
-
-
-def _status(doc: dict[str, Any]) -> AlertStatus:
-    """An AlertStatus from its published dict; ValueError/TypeError if it is not one."""
-    status = AlertStatus(**doc)
-    if status.state not in _STATES or not isinstance(status.name, str):
-        raise ValueError(f"not an alert state: {doc!r}")
-    return status
 
 
 class AlertEngine:
@@ -146,13 +102,14 @@ class AlertEngine:
             for n in notifiers:
                 dispatcher.add(n)
         self.dispatcher = dispatcher
-        self._alerts: dict[str, _Alert] = {}
+        self._alerts: dict[str, Alert] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pid = 0
         self._leadership = Leadership(self.collector)
         self.evaluations = 0
+        self._hold_until = 0  # evaluations count up to which adopted alerts wait for data
         for rule in check_unique(rules):
             self.add_rule(rule)
 
@@ -176,7 +133,7 @@ class AlertEngine:
             # the app's first increment decides the label names.
             self.collector.increment_counter(DB_CONNECTION_ERRORS, amount=0)
         with self._lock:
-            self._alerts[rule.name] = _Alert(rule, condition)
+            self._alerts[rule.name] = Alert(rule, condition)
 
     @property
     def rules(self) -> list[AlertRule]:
@@ -194,6 +151,11 @@ class AlertEngine:
             values = self.metrics.sample(refs.values())
             notices: list[AlertNotice] = []
             for a in alerts:
+                if a.adopted:
+                    # Taken over: it waits for data rather than resolve on NaN.
+                    if self.evaluations < self._hold_until and unknown(a, values):
+                        continue
+                    a.adopted = False
                 try:
                     active = a.condition.evaluate(values)
                 except Exception:
@@ -208,7 +170,7 @@ class AlertEngine:
             self.dispatcher.dispatch(n)
         return notices
 
-    def _step(self, a: _Alert, active: bool, now: float, wall: float) -> AlertNotice | None:
+    def _step(self, a: Alert, active: bool, now: float, wall: float) -> AlertNotice | None:
         rule = a.rule
         if active:
             a.clear_since = None
@@ -252,7 +214,7 @@ class AlertEngine:
         return None
 
     def _notice(
-        self, a: _Alert, status: Literal["firing", "resolved"], wall: float, repeat: bool = False
+        self, a: Alert, status: Literal["firing", "resolved"], wall: float, repeat: bool = False
     ) -> AlertNotice:
         rule = a.rule
         return AlertNotice(
@@ -277,14 +239,15 @@ class AlertEngine:
         docs = self._leadership.published()
         if docs is not None:
             try:
-                return [_status(d) for d in docs]
+                return [status_from_dict(d) for d in docs]
             except (TypeError, ValueError):
                 pass  # damaged: this worker's own (inactive) states rather than nothing
         return self._own_alerts()
 
     def _publish(self) -> None:
         if self.collector.multiprocess is not None:
-            self._leadership.publish([dataclasses.asdict(s) for s in self._own_alerts()])
+            alerts = [dataclasses.asdict(s) for s in self._own_alerts()]
+            self._leadership.publish(alerts, self.wall_clock())
 
     def _own_alerts(self) -> list[AlertStatus]:
         with self._lock:
@@ -334,10 +297,16 @@ class AlertEngine:
         """Take or keep the evaluator lock if aggregated; whether to evaluate now."""
         leading, took_over = self._leadership.poll()
         if took_over:
+            now, wall = self.clock(), self.wall_clock()
+            handed = self._leadership.handed_over(wall, max_age=3 * self.interval + 5.0)
             with self._lock:
                 # Another worker led until now: whatever this engine held is stale.
                 for name, a in self._alerts.items():
-                    self._alerts[name] = _Alert(a.rule, a.condition)
+                    self._alerts[name] = Alert(a.rule, a.condition)
+                if adopt(self._alerts, handed, now, wall):
+                    # A fresh worker's windows have no history: for its next two
+                    # evaluations, an alert taken over waits for data (not NaN).
+                    self._hold_until = self.evaluations + 2
         return leading
 
     def _follow(self) -> None:

@@ -20,7 +20,14 @@ from typing import Any
 from eventmon.exporters.multiprocess._files import _read_file, _write_file
 from eventmon.exporters.multiprocess._state import _Corrupt
 
-__all__ = ["ALERTS_FILE", "EVALUATOR_LOCK", "EvaluatorLock", "publish_alerts", "read_alerts"]
+__all__ = [
+    "ALERTS_FILE",
+    "EVALUATOR_LOCK",
+    "EvaluatorLock",
+    "publish_alerts",
+    "read_alerts",
+    "read_published_alerts",
+]
 
 #: The lock file's name in the aggregation directory.
 EVALUATOR_LOCK = "engine.lock"
@@ -111,14 +118,24 @@ class EvaluatorLock:
                 os.close(fd)  # the last descriptor closed releases the flock
 
 
-def publish_alerts(directory: Path, alerts: list[dict[str, Any]]) -> None:
-    """Write the leader's alert states to ``alerts.json`` (atomically, mode 0600)."""
-    data = json.dumps({"pid": os.getpid(), "alerts": alerts}, separators=(",", ":")).encode()
+def publish_alerts(directory: Path, alerts: list[dict[str, Any]], at: float) -> None:
+    """Write the leader's alert states to ``alerts.json`` (atomically, mode 0600).
+
+    ``at``: the Unix time of the evaluation they come from.
+    """
+    doc = {"pid": os.getpid(), "time": at, "alerts": alerts}
+    data = json.dumps(doc, separators=(",", ":")).encode()
     _write_file(directory / ALERTS_FILE, directory / f".tmp-alerts-{os.getpid()}", data)
 
 
 def read_alerts(directory: Path) -> list[dict[str, Any]] | None:
     """The alert states the leader published last; None if absent or not ours."""
+    published = read_published_alerts(directory)
+    return published[1] if published is not None else None
+
+
+def read_published_alerts(directory: Path) -> tuple[float | None, list[dict[str, Any]]] | None:
+    """(Unix time of the evaluation or None if not written, alert states); None if unreadable."""
     try:
         doc = json.loads(_read_file(directory / ALERTS_FILE))
     except (OSError, ValueError, _Corrupt):
@@ -126,4 +143,5 @@ def read_alerts(directory: Path) -> list[dict[str, Any]] | None:
     alerts = doc.get("alerts") if isinstance(doc, dict) else None
     if not isinstance(alerts, list) or not all(isinstance(a, dict) for a in alerts):
         return None
-    return alerts
+    at = doc.get("time")
+    return (float(at) if type(at) in (int, float) else None), alerts
