@@ -125,7 +125,7 @@ class MetricsCollector:
         self._hooks = SlowRequestDispatcher(hooks, on_error=self.record_internal_error)
         self._slow = SlowRequests(self.label_policy, self._aggregates, self._hooks)
         #: Request and response body sizes, written by adapters with ``size_metrics=True``.
-        self.sizes = SizeHistograms(self.label_policy)
+        self.sizes = SizeHistograms(self.label_policy, self.internal_error)
         self._process = ProcessStats()
         #: Wall-clock time (Unix seconds) the collector was created.
         self.started = time.time()

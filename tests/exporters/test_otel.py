@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
 pytest.importorskip("opentelemetry.sdk.metrics")
@@ -236,3 +238,66 @@ def test_a_counter_s_help_text_is_its_otel_description(collector: MetricsCollect
     assert described["db_queries"] == "Queries run against the main database."
     assert described["cache_misses"] == "Counter cache_misses."
     provider.shutdown()
+
+
+def test_body_sizes_through_a_real_starlette_app_match_eventmon_s_own() -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from eventmon.asgi import EventmonMiddleware
+
+    async def echo(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("x" * (2 * len(await request.body())))
+
+    c = MetricsCollector(slow_hooks=())
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    OTelBridge(c, provider)
+    app = Starlette(routes=[Route("/orders/{order_id}", echo, methods=["POST"])])
+    app.add_middleware(EventmonMiddleware, collector=c, size_metrics=True)
+
+    async def post_three() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            for n in (10, 300, 5_000):
+                response = await client.post(f"/orders/{n}", content=b"b" * n)
+                assert response.status_code == 200
+
+    asyncio.run(post_three())
+    route = ("http.route", "/orders/{order_id}")
+    (request,) = [
+        p for p in _points(reader, "http.server.request.body.size") if route in p.attributes.items()
+    ]
+    (response,) = [
+        p
+        for p in _points(reader, "http.server.response.body.size")
+        if route in p.attributes.items()
+    ]
+    assert (request.count, request.sum, request.min, request.max) == (3, 5_310, 10, 5_000)
+    assert (response.count, response.sum) == (3, 10_620)
+    assert response.attributes["http.request.method"] == "POST"
+    assert response.attributes["http.response.status_code"] == 200
+    # The same bucket counts as eventmon's own histograms of them.
+    own = c.size_histograms()
+    key = ("POST", "/orders/{order_id}", "200")
+    assert list(request.explicit_bounds) == [100.0, 1e3, 1e4, 1e5, 1e6, 1e7]
+    assert list(request.bucket_counts) == own[0][key][0]
+    assert list(response.bucket_counts) == own[1][key][0]
+    provider.shutdown()
+
+
+def test_a_size_listener_that_raises_is_counted_and_the_others_still_run() -> None:
+    c = MetricsCollector(slow_hooks=())
+    seen: list[tuple[object, ...]] = []
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("listener at fault")
+
+    c.sizes.add_listener(broken)
+    c.sizes.add_listener(lambda *args: seen.append(args))
+    c.sizes.observe("GET", "/a", 200, 5, 7)
+    assert seen == [("GET", "/a", 200, 5, 7)]
+    assert c.internal_errors() == {"size_listener": 1}
+    assert c.size_histograms()[1][("GET", "/a", "200")][1] == 7

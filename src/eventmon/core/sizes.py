@@ -4,11 +4,13 @@ Opt-in (``size_metrics=True`` on an adapter): a request then costs a few dict
 updates in this thread's own cells (:class:`~eventmon.core.counter.Counter`, no
 lock); bucket counts and sums are added up when the page is rendered. The label
 sets are capped by the collector's :class:`~eventmon.core.registry.LabelPolicy`.
+Listeners (the OpenTelemetry bridge) receive each request's sizes as observed.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 
 from eventmon.core.counter import Counter
 from eventmon.core.registry import LabelPolicy
@@ -27,15 +29,31 @@ SIZE_HELP: tuple[tuple[str, str], ...] = (
 
 _method_label = LabelPolicy.method
 
+#: ``listener(method, endpoint, status, request bytes, response bytes)``; the endpoint as
+#: given to :meth:`SizeHistograms.observe` (a template, or ``(template, *values)``).
+SizeListener = Callable[[str, "str | tuple[str, ...]", int, int, int], object]
+
 
 class SizeHistograms:
     """Byte sizes of request and response bodies per (method, endpoint, status)."""
 
-    __slots__ = ("_cells", "_sets")
+    __slots__ = ("_cells", "_listeners", "_on_fault", "_sets")
 
-    def __init__(self, policy: LabelPolicy) -> None:
+    def __init__(
+        self, policy: LabelPolicy, on_fault: Callable[[str], object] | None = None
+    ) -> None:
         self._cells = Counter()
         self._sets = policy.metric(REQUEST_SIZE, 3)
+        self._listeners: tuple[SizeListener, ...] = ()
+        self._on_fault = on_fault
+
+    def add_listener(self, listener: SizeListener) -> None:
+        """Also hand each request's sizes to ``listener``, in the observing thread.
+
+        One that raises is counted (``size_listener``) through ``on_fault``, never
+        propagated: the request and the other listeners go on.
+        """
+        self._listeners = (*self._listeners, listener)
 
     def observe(
         self,
@@ -62,6 +80,12 @@ class SizeHistograms:
         inc((key, 0, -1), request_bytes)
         inc((key, 1, bisect_left(SIZE_BUCKETS, response_bytes)))
         inc((key, 1, -1), response_bytes)
+        for listener in self._listeners:
+            try:
+                listener(method, endpoint, status, request_bytes, response_bytes)
+            except Exception:
+                if self._on_fault is not None:
+                    self._on_fault("size_listener")
 
     def snapshot(self) -> dict[int, dict[tuple[str, ...], tuple[list[int], float]]]:
         """Per kind (0 request, 1 response): label values -> (counts per bound and +Inf, sum)."""

@@ -7,7 +7,9 @@ instrument ``http.server.request.duration`` with the attributes ``http.route``,
 for 5xx, ``error.type``; extra request labels (``header_labels``,
 ``label_callbacks``) follow as attributes of their own names, with the
 collector's label cap. ``http.server.active_requests`` reports requests in
-progress. Your counters, gauges and histograms (``increment_counter``,
+progress. With ``size_metrics=True`` on an adapter, body sizes are recorded on
+``http.server.request.body.size`` and ``http.server.response.body.size`` (bytes,
+the same attributes). Your counters, gauges and histograms (``increment_counter``,
 ``set_gauge``, ``observe_histogram``) follow as OpenTelemetry counters, gauges
 and histograms of the same names (a histogram's own buckets advised), with
 their labels as attributes.
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventmon._exceptions import ConfigurationError
 from eventmon.core.registry import KNOWN_METHODS, OVERFLOW, UNMATCHED, counter_help_text
+from eventmon.core.sizes import SIZE_BUCKETS
 
 if TYPE_CHECKING:
     from eventmon.collector import MetricsCollector
@@ -107,6 +110,19 @@ class OTelBridge:
             unit="{request}",
             description="Number of active HTTP server requests.",
         )
+        sizes = list(SIZE_BUCKETS)
+        self._request_size = meter.create_histogram(
+            "http.server.request.body.size",
+            unit="By",
+            description="Size of HTTP server request bodies.",
+            explicit_bucket_boundaries_advisory=sizes,
+        )
+        self._response_size = meter.create_histogram(
+            "http.server.response.body.size",
+            unit="By",
+            description="Size of HTTP server response bodies.",
+            explicit_bucket_boundaries_advisory=sizes,
+        )
         self._meter = meter
         # User counters and gauges, as synchronous instruments fed from the
         # collector's totals when a reader collects: an observable instrument
@@ -120,6 +136,7 @@ class OTelBridge:
         self.max_routes = max_routes
         self.dropped = 0
         self._pending: deque[tuple[Any, ...]] = deque()
+        self._pending_sizes: deque[tuple[Any, ...]] = deque()
         self._attrs: dict[tuple[str, Any, int], dict[str, Any]] = {}
         self._routes: set[str] = set()
         self._extra_sets: set[tuple[str, ...]] = set()
@@ -127,6 +144,20 @@ class OTelBridge:
         self._closed = False
         collector.add_fold_listener(self._on_batch)
         collector.add_histogram_listener(self._on_histogram)
+        collector.sizes.add_listener(self._on_sizes)
+
+    def _on_sizes(
+        self, method: str, endpoint: Any, status: int, request_bytes: int, response_bytes: int
+    ) -> None:
+        # In the request's thread: only a deque append (recorded at the next drain).
+        if self._closed:
+            return
+        pending = self._pending_sizes
+        pending.append((method, endpoint, status, request_bytes, response_bytes))
+        if len(pending) > self.max_pending:
+            pending.popleft()
+            self.dropped += 1
+            self.collector.record_internal_error("otel.dropped")
 
     def _on_histogram(
         self, name: str, value: float, label_names: tuple[str, ...], values: tuple[str, ...]
@@ -218,6 +249,12 @@ class OTelBridge:
                 method, endpoint, status, seconds, _ = pending.popleft()
                 record(seconds, attributes(method, endpoint, status))
                 n += 1
+            sizes = self._pending_sizes
+            while sizes:
+                method, endpoint, status, request_bytes, response_bytes = sizes.popleft()
+                attrs = attributes(method, endpoint, status)
+                self._request_size.record(request_bytes, attrs)
+                self._response_size.record(response_bytes, attrs)
             try:
                 self._user_metrics()
             except Exception:
