@@ -197,6 +197,9 @@ class _Response:
                 resolve = mw.endpoint_resolver
                 if resolve is not None:
                     endpoint = resolve(environ) or UNMATCHED
+            label_key = mw._label_key  # None unless extra request labels are set
+            if label_key is not None:
+                endpoint = label_key(endpoint, environ)
         except Exception:
             mw.collector.internal_error("wsgi.endpoint")
         finally:
@@ -211,44 +214,11 @@ class _Response:
 
     extended = False
 
-    def _end_extended(self, token: Any, method: str, endpoint: str, status: int) -> None:
-        raise NotImplementedError  # only _LabelledResponse and its subclasses
+    def _end_extended(self, token: Any, method: str, endpoint: Any, status: int) -> None:
+        raise NotImplementedError  # only _CountingResponse and its subclass
 
 
-class _LabelledResponse(_Response):
-    """A response whose request also gets extra labels (``header_labels``,
-    ``label_callbacks``); the base of the one that counts body sizes."""
-
-    __slots__ = ("sent",)
-
-    extended = True
-    sent: int
-
-    def _end_extended(self, token: Any, method: str, endpoint: str, status: int) -> None:
-        mw = self.mw
-        key: Any = endpoint
-        if mw._extra is not None:
-            try:
-                key = mw._extra.wsgi_key(endpoint, self.environ, mw.collector)
-            except Exception:  # a strange environ: the request keeps its template
-                mw.collector.internal_error("wsgi.endpoint")
-        mw.collector.end(token, method, key, status, self.start)
-        self._record_sizes(method, key, status)
-
-    def _record_sizes(self, method: str, endpoint: Any, status: int) -> None:
-        pass  # only _CountingResponse records sizes
-
-
-class _LabelledSizedResponse(_LabelledResponse):
-    """A labelled response whose body has a length (see :class:`_SizedResponse`)."""
-
-    __slots__ = ()
-
-    def __len__(self) -> int:
-        return len(self.body)  # type: ignore[arg-type]
-
-
-class _CountingResponse(_LabelledResponse):
+class _CountingResponse(_Response):
     """A response that also counts body bytes; used only with ``size_metrics=True``.
 
     The request size is its ``Content-Length`` (a chunked upload without one counts
@@ -256,9 +226,16 @@ class _CountingResponse(_LabelledResponse):
     when the server sends a file wrapper itself.
     """
 
-    __slots__ = ("length",)
+    __slots__ = ("length", "sent")
 
+    extended = True
     length: int
+    sent: int
+
+    def _end_extended(self, token: Any, method: str, endpoint: Any, status: int) -> None:
+        # ``endpoint`` already carries the extra label values, if any (see finish).
+        self.mw.collector.end(token, method, endpoint, status, self.start)
+        self._record_sizes(method, endpoint, status)
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo = None

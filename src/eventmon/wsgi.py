@@ -45,8 +45,6 @@ from eventmon._wsgi_response import (
     _CountingResponse,
     _CountingSizedResponse,
     _keep_file_wrapper,
-    _LabelledResponse,
-    _LabelledSizedResponse,
     _native_response,
     _new,
     _Response,
@@ -154,8 +152,11 @@ class EventmonMiddleware:
         self.options = options
         self.endpoint_resolver = endpoint_resolver
         self._extra = options.extra_labels
+        #: Read by the response objects (C and Python) when a request ends.
+        self._label_key: Callable[[str, WSGIEnviron], Any] | None = None
         if self._extra is not None:
             self.collector.use_extra_labels(self._extra.names)
+            self._label_key = self._label
         if exemplars:
             self.collector.enable_exemplars()
         if self.collector.exemplars and exemplars is not False:
@@ -183,10 +184,9 @@ class EventmonMiddleware:
         self._pattern = options.exclude_pattern
         self._methods = options.exclude_methods
         self._sized = options.size_metrics
-        self._extended = self._sized or self._extra is not None
-        if options.filters or self._extended:
-            # Patterns, methods, sizes and extra labels need a look at every request:
-            # only when configured, so the default path keeps its one startswith().
+        if options.filters or self._sized:
+            # Patterns, methods and sizes need a look at every request: only when
+            # configured, so the default path keeps its one startswith().
             self._watch = ("",)
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
@@ -242,14 +242,17 @@ class EventmonMiddleware:
             or (self._pattern is not None and self._pattern.search(path) is not None)
         ):
             return self.app
-        return self._call_extended if self._extended else None
+        return self._call_sized if self._sized else None
 
-    def _call_extended(
-        self, environ: WSGIEnviron, start_response: StartResponse
-    ) -> Iterable[bytes]:
-        """An instrumented request that also records body sizes or extra labels.
+    def _label(self, endpoint: str, environ: WSGIEnviron) -> tuple[str, ...]:
+        """The request's key with its extra label values: ``(template, *values)``."""
+        assert self._extra is not None
+        return self._extra.wsgi_key(endpoint, environ, self.collector)
 
-        Always the Python response (the C one records the plain endpoint).
+    def _call_sized(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        """An instrumented request that also records body sizes (``size_metrics``).
+
+        Always the Python response (the C one does not count bytes).
         """
         collector = self.collector
         try:
@@ -258,7 +261,7 @@ class EventmonMiddleware:
         except Exception:
             collector.internal_error("wsgi.begin")
             return self.app(environ, start_response)
-        response = _new(_CountingResponse if self._sized else _LabelledResponse)
+        response = _new(_CountingResponse)
         response.mw = self
         response.environ = environ
         response._start_response = start_response
@@ -273,7 +276,7 @@ class EventmonMiddleware:
             raise
         response.body = body
         if hasattr(body.__class__, "__len__"):
-            response.__class__ = _CountingSizedResponse if self._sized else _LabelledSizedResponse
+            response.__class__ = _CountingSizedResponse
         if body.__class__ is environ.get("wsgi.file_wrapper"):
             return _keep_file_wrapper(response, body)
         return response

@@ -73,6 +73,22 @@ class Body:
             raise Boom("close")
 
 
+_PLAIN = {
+    "status": "200 OK",
+    "chunks": [b"ok"],
+    "length": None,
+    "sized": False,
+    "kind": "list",
+    "raise_in_app": None,
+    "fail_at": None,
+    "close_fails": False,
+    "take": None,
+    "path": "/a",
+    "method": "GET",
+    "endpoint": "/a/{id}",
+}
+
+
 class SizedBody(Body):
     def __len__(self) -> int:
         return len(self.chunks)
@@ -94,12 +110,25 @@ requests = st.fixed_dictionaries(
         "path": st.sampled_from(["/a", "/b", "/metrics-ish"]),
         "method": st.sampled_from(["GET", "POST"]),
         "endpoint": st.none() | st.sampled_from(["/a/{id}", ""]),
+        # Extra request labels, when the middleware has them: a header and a callback.
+        "tenant": st.none() | st.sampled_from(["acme", "", 'q"u']),
+        "plan": st.sampled_from(["gold", "free", "raise"]),
     }
 )
 
 
-def _run(script: list[dict[str, Any]], implementation: str) -> list[Any]:
-    """What the server and the collector saw, running ``script`` on one implementation."""
+def _plan(environ: dict[str, Any]) -> str:
+    plan = environ["test.request"]["plan"]
+    if plan == "raise":
+        raise Boom("plan")
+    return str(plan)
+
+
+def _run(script: list[dict[str, Any]], implementation: str, labelled: bool = False) -> list[Any]:
+    """What the server and the collector saw, running ``script`` on one implementation.
+
+    ``labelled``: the middleware has a header label and a label callback.
+    """
     clock = FakeClock()
     collector = MetricsCollector(slow_hooks=(), clock=clock, slow_threshold=0.05)
     seen: list[Any] = []
@@ -123,7 +152,10 @@ def _run(script: list[dict[str, Any]], implementation: str) -> list[Any]:
         kind = SizedBody if r["sized"] else Body
         return kind(r["chunks"], r["fail_at"], r["close_fails"])
 
-    mw = wsgi_module.EventmonMiddleware(app, collector=collector)
+    labels: dict[str, Any] = {}
+    if labelled:
+        labels = {"header_labels": {"tenant": "X-Tenant"}, "label_callbacks": {"plan": _plan}}
+    mw = wsgi_module.EventmonMiddleware(app, collector=collector, **labels)
     native = wsgi_module._native_response
     wsgi_module._native_response = native if implementation == "c" else None
     try:
@@ -135,6 +167,7 @@ def _run(script: list[dict[str, Any]], implementation: str) -> list[Any]:
                 "SERVER_PORT": "80",
                 "wsgi.input": io.BytesIO(),
                 "test.request": r,
+                **({"HTTP_X_TENANT": r["tenant"]} if r.get("tenant") is not None else {}),
             }
             started: list[Any] = []
 
@@ -171,7 +204,7 @@ def _run(script: list[dict[str, Any]], implementation: str) -> list[Any]:
         wsgi_module._native_response = native
     seen.append(
         sorted(
-            (s.method, s.endpoint, s.status_code, s.count, round(s.sum, 9), s.buckets)
+            (s.method, s.endpoint, s.status_code, s.extra, s.count, round(s.sum, 9), s.buckets)
             for s in collector.series()
         )
     )
@@ -184,6 +217,46 @@ def _run(script: list[dict[str, Any]], implementation: str) -> list[Any]:
 @given(st.lists(requests, min_size=1, max_size=8))
 def test_a_request_script_gives_the_same_results_on_both(script: list[dict[str, Any]]) -> None:
     assert _run(script, "c") == _run(script, "python")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(requests, min_size=1, max_size=8))
+def test_a_labelled_request_script_gives_the_same_results_on_both(
+    script: list[dict[str, Any]],
+) -> None:
+    # Extra labels ride on the C response too (the middleware's _label_key).
+    assert _run(script, "c", labelled=True) == _run(script, "python", labelled=True)
+
+
+def test_labelled_requests_take_the_c_response_and_carry_their_values() -> None:
+    script = [
+        {**r, "tenant": tenant, "plan": plan}
+        for r, tenant, plan in (
+            (_PLAIN, "acme", "gold"),
+            (_PLAIN, None, "free"),
+            (_PLAIN, "acme", "raise"),
+        )
+    ]
+    seen = _run(script, "c", labelled=True)
+    series, (in_progress, errors, _) = seen[-2], seen[-1]
+    # (plan, tenant): the raising callback's value is "", a missing header's too.
+    assert sorted(row[3] for row in series) == [("", "acme"), ("free", ""), ("gold", "acme")]
+    assert in_progress == 0
+    assert errors == {"label_callback": 1}
+    # The labelled middleware hands the server the C response, as the default one does.
+    assert speedups is not None
+    c = MetricsCollector(slow_hooks=())
+    mw = wsgi_module.EventmonMiddleware(
+        lambda environ, start_response: start_response("200 OK", []) or [b"ok"],
+        collector=c,
+        header_labels={"tenant": "X-Tenant"},
+    )
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/x", "HTTP_X_TENANT": "acme"}
+    result = mw(environ, lambda *a: None)
+    assert isinstance(result, speedups.WSGIResponse)  # WSGISizedResponse for a list body
+    assert list(result) == [b"ok"]
+    result.close()
+    assert [(s.endpoint, s.extra) for s in c.series()] == [("__unmatched__", ("acme",))]
 
 
 def test_the_script_reaches_both_implementations() -> None:

@@ -777,7 +777,7 @@ static PyObject *wsgi_unmatched = NULL;    /* "__unmatched__" */
 static PyObject *wsgi_fallback_method = NULL; /* method label when the environ has none */
 static PyObject *str_where_endpoint = NULL, *str_where_observe = NULL; /* internal error places */
 static PyObject *str_collector = NULL, *str_end = NULL, *str_endpoint_resolver = NULL;
-static PyObject *str_request_method = NULL, *str_close = NULL;
+static PyObject *str_request_method = NULL, *str_close = NULL, *str_label_key = NULL;
 
 #define CLIENT_CLOSED 499
 
@@ -929,6 +929,27 @@ wsgi_labels(WSGIResponseObject *self, PyObject **method, PyObject **endpoint)
     return 0;
 }
 
+/* With extra request labels, the middleware's _label_key(endpoint, environ) turns the
+ * template into (template, *values); None (no extra labels) leaves it. -1 with an
+ * exception set (the request then keeps the template, as in the reference). */
+static int
+wsgi_label_key(WSGIResponseObject *self, PyObject **endpoint)
+{
+    PyObject *label_key = PyObject_GetAttr(self->mw, str_label_key);
+    if (label_key == NULL)
+        return -1;
+    if (label_key == Py_None) {
+        Py_DECREF(label_key);
+        return 0;
+    }
+    PyObject *key = PyObject_CallFunctionObjArgs(label_key, *endpoint, self->environ, NULL);
+    Py_DECREF(label_key);
+    if (key == NULL)
+        return -1;
+    Py_SETREF(*endpoint, key);
+    return 0;
+}
+
 /* collector.end(token, method, endpoint, status, start); -1 with an exception set. */
 static int
 wsgi_end(WSGIResponseObject *self, PyObject *token, PyObject *method, PyObject *endpoint,
@@ -986,7 +1007,7 @@ wsgi_record(WSGIResponseObject *self, long status)
     PyObject *method = Py_NewRef(wsgi_fallback_method);
     PyObject *endpoint = Py_NewRef(wsgi_unmatched);
     PyObject *pending = NULL;
-    if (wsgi_labels(self, &method, &endpoint) < 0)
+    if (wsgi_labels(self, &method, &endpoint) < 0 || wsgi_label_key(self, &endpoint) < 0)
         wsgi_fault(self, str_where_endpoint, &pending);
     if (wsgi_end(self, token, method, endpoint, status) < 0)
         wsgi_fault(self, str_where_observe, &pending);
@@ -1387,18 +1408,20 @@ PyInit__speedups(void)
         str_endpoint_resolver = PyUnicode_InternFromString("endpoint_resolver");
         str_request_method = PyUnicode_InternFromString("REQUEST_METHOD");
         str_close = PyUnicode_InternFromString("close");
+        str_label_key = PyUnicode_InternFromString("_label_key");
         str_where_endpoint = PyUnicode_InternFromString("wsgi.endpoint");
         str_where_observe = PyUnicode_InternFromString("wsgi.observe");
         int_500 = PyLong_FromLong(500);
         if (str_journal == NULL || str_collector == NULL || str_end == NULL
             || str_endpoint_resolver == NULL || str_request_method == NULL || str_close == NULL
-            || str_where_endpoint == NULL || str_where_observe == NULL || int_500 == NULL) {
+            || str_label_key == NULL || str_where_endpoint == NULL || str_where_observe == NULL || int_500 == NULL) {
             Py_CLEAR(str_journal);  /* so that a second attempt makes them all again */
             Py_CLEAR(str_collector);
             Py_CLEAR(str_end);
             Py_CLEAR(str_endpoint_resolver);
             Py_CLEAR(str_request_method);
             Py_CLEAR(str_close);
+            Py_CLEAR(str_label_key);
             Py_CLEAR(str_where_endpoint);
             Py_CLEAR(str_where_observe);
             Py_CLEAR(int_500);
