@@ -57,9 +57,15 @@ def serve_waitress(app: Any) -> tuple[int, Callable[[], None]]:
 
     def stop() -> None:
         stopping.set()
-        server.trigger.pull_trigger(close_all)
-        thread.join(5)
+        # Its worker threads first (they finish their requests), then the channels.
         server.task_dispatcher.shutdown()
+        try:
+            server.trigger.pull_trigger(close_all)
+        except OSError:
+            # The trigger is closed already: the loop found its descriptor gone
+            # (closed elsewhere in this process) and dropped it. Close from here.
+            close_all()
+        thread.join(5)
 
     return server.effective_port, stop
 
