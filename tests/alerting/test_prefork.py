@@ -101,6 +101,42 @@ def test_evaluator_lock_never_follows_a_planted_symlink(tmp_path: Path) -> None:
     lock.release()
 
 
+def test_a_closed_lock_is_not_taken_again_until_reopened(tmp_path: Path) -> None:
+    mine, theirs = EvaluatorLock(tmp_path), EvaluatorLock(tmp_path)
+    assert mine.poll()
+    mine.close()
+    assert not mine.poll()  # closed: it does not take the free lock
+    assert theirs.poll()
+    mine.reopen()
+    assert not mine.poll()  # open again, but the lock is theirs
+    theirs.release()
+    assert mine.poll()
+    mine.release()
+
+
+def test_an_evaluation_still_running_after_the_engine_stopped_does_not_lead_again(
+    workers: Workers, http_receiver
+) -> None:
+    """As at a lifespan's end: the task is cancelled, but its evaluation, in a worker
+    thread, goes on after the engine resigned; it must not take the lock back."""
+    rule = AlertRule("payment_failing", "payment_failures > 0")
+    (engine,) = _engines(workers, http_receiver.url + "/ok", 1, rule)
+    engine._safe_evaluate()
+    assert engine.leading
+    engine._resign()  # what stop() and the lifespan's end do
+    engine._safe_evaluate()  # the evaluation that was still on its way
+    assert not engine.leading
+    other = EvaluatorLock(workers.directory)
+    assert other.poll()  # the lock is free for another worker
+    other.release()
+    # Started again, the engine takes part in the election again.
+    engine.start()
+    try:
+        _wait(lambda: engine.leading)
+    finally:
+        engine.stop()
+
+
 def test_a_replaced_lock_file_counts_as_lost(tmp_path: Path) -> None:
     """A directory cleaned while serving must not leave two leaders on two files."""
     a, b = EvaluatorLock(tmp_path), EvaluatorLock(tmp_path)

@@ -32,6 +32,7 @@ class Leadership:
         self.collector = collector
         self._lock: EvaluatorLock | None = None
         self._leading = False
+        self._resigned = False  # stopping: an evaluation still running must not lead again
 
     @property
     def leading(self) -> bool:
@@ -42,6 +43,8 @@ class Leadership:
 
     def poll(self) -> tuple[bool, bool]:
         """Take or keep the lock if aggregated: (whether to evaluate now, whether that is new)."""
+        if self._resigned:
+            return False, False
         agg = self.collector.multiprocess
         lock = self._lock
         if agg is None:
@@ -64,13 +67,23 @@ class Leadership:
         return leading, took_over
 
     def resign(self) -> None:
-        """Release the lock so that another worker takes over at its next tick."""
+        """Release the lock for good (the engine stops): another worker takes over at
+        its next tick, and an evaluation of this engine still running cannot take it
+        back. :meth:`resume` undoes it when the engine starts again."""
+        self._resigned = True
         lock = self._lock
         if lock is not None:
-            lock.release()
+            lock.close()
             if self._leading and self.collector.multiprocess is not None:
                 self.collector.set_gauge(EVALUATOR_GAUGE, 0.0)
         self._leading = False
+
+    def resume(self) -> None:
+        """Let this engine take part in the election again (it starts)."""
+        self._resigned = False
+        lock = self._lock
+        if lock is not None:
+            lock.reopen()
 
     def publish(self, alerts: list[dict[str, Any]], at: float) -> None:
         """Write the leader's alert states for the other workers (aggregated only).

@@ -354,6 +354,7 @@ class AlertEngine:
             if t is not None and t.is_alive() and self._pid == os.getpid():
                 return
             self._stop = threading.Event()
+            self._leadership.resume()
             self._thread = threading.Thread(target=self._run, name="eventmon-alerts", daemon=True)
             self._pid = os.getpid()
             self._thread.start()
@@ -377,6 +378,7 @@ class AlertEngine:
 
     async def run_async(self) -> None:
         """Evaluate every ``interval`` seconds until cancelled (off the event loop)."""
+        self._leadership.resume()
         await asyncio.to_thread(self._prime)
         while True:
             await asyncio.sleep(self.interval)

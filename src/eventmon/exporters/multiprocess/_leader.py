@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,12 @@ class EvaluatorLock:
     parent's hold (it polls afresh); a lock file removed or replaced (the
     directory cleaned while the server runs) counts as lost, so two workers can
     never both lead through two different files.
+
+    Thread-safe: an engine's loop polls while ``stop()`` (or a lifespan's end, whose
+    last evaluation may still be running in a worker thread) releases; one mutex
+    keeps them from closing the same descriptor twice, which would close whatever
+    the process had opened under that number in between. After :meth:`close`
+    nothing takes the lock again until :meth:`reopen`.
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
@@ -69,6 +76,8 @@ class EvaluatorLock:
         self.path = self.directory / EVALUATOR_LOCK
         self._fd: int | None = None
         self._pid = os.getpid()
+        self._mutex = threading.Lock()
+        self._closed = False
 
     @property
     def held(self) -> bool:
@@ -76,7 +85,20 @@ class EvaluatorLock:
         return self._fd is not None and self._pid == os.getpid()
 
     def poll(self) -> bool:
-        """Keep or take the lock; True while this process holds it. Never blocks."""
+        """Keep or take the lock; True while this process holds it. Never blocks
+        (but on the mutex, held only for a few system calls)."""
+        with self._guard():
+            return self._poll()
+
+    def _guard(self) -> threading.Lock:
+        if self._pid != os.getpid():
+            # A forked child: the parent's mutex may have been held at fork time.
+            self._mutex = threading.Lock()
+        return self._mutex
+
+    def _poll(self) -> bool:
+        if self._closed:
+            return False
         if self._pid != os.getpid():
             # A forked child: the descriptor shares the parent's hold. Closing it
             # (never LOCK_UN, which would free the parent's) forgets it here only.
@@ -87,7 +109,7 @@ class EvaluatorLock:
         if self._fd is not None:
             if self._still_the_file(self._fd):
                 return True
-            self.release()
+            self._release()
         try:
             fd = _open_lock(self.path)
         except FileNotFoundError:
@@ -112,6 +134,21 @@ class EvaluatorLock:
 
     def release(self) -> None:
         """Give the lock up (another worker takes it at its next poll); idempotent."""
+        with self._guard():
+            self._release()
+
+    def close(self) -> None:
+        """Release the lock, and take it no more (an engine stopping) until :meth:`reopen`."""
+        with self._guard():
+            self._closed = True
+            self._release()
+
+    def reopen(self) -> None:
+        """Let :meth:`poll` take the lock again (an engine started again)."""
+        with self._guard():
+            self._closed = False
+
+    def _release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None and self._pid == os.getpid():
             with contextlib.suppress(OSError):
