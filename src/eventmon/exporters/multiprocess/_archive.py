@@ -29,7 +29,8 @@ from eventmon.exporters.multiprocess._files import (
     _read_file,
     _write_file,
 )
-from eventmon.exporters.multiprocess._state import _Corrupt, _Merged, _OtherBounds, _parse
+from eventmon.exporters.multiprocess._schema import _Corrupt, _OtherBounds, _parse
+from eventmon.exporters.multiprocess._state import _Merged
 from eventmon.exporters.multiprocess._view import MergedView
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eventmon._exceptions import ConfigurationError, EventmonError
-from eventmon.exporters.multiprocess._state import _Corrupt
+from eventmon.exporters.multiprocess._schema import _Corrupt
 
 #: The one setting: the directory where workers keep their state.
 ENV_DIR = "EVENTMON_MULTIPROC_DIR"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from eventmon.exporters.multiprocess._files import _read_file, _write_file
-from eventmon.exporters.multiprocess._state import _Corrupt
+from eventmon.exporters.multiprocess._schema import _Corrupt
 
 __all__ = [
     "ALERTS_FILE",

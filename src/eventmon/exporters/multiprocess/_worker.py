@@ -26,7 +26,8 @@ from eventmon.exporters.multiprocess._files import (
     _write_file,
     process_alive,
 )
-from eventmon.exporters.multiprocess._state import _FORMAT, _FORMAT_EXTRA, _Merged
+from eventmon.exporters.multiprocess._schema import _FORMAT, _FORMAT_EXTRA
+from eventmon.exporters.multiprocess._state import _Merged
 from eventmon.exporters.multiprocess._view import MergedView
 
 if TYPE_CHECKING:
