@@ -110,25 +110,9 @@ class _Merged:
         for name, values, counts, total in state.get("histograms", ()):
             if len(counts) != len(self.histogram_meta[name][2]) + 1:
                 continue  # defined with other buckets in another worker: not addable
-            per_h = self.histograms.setdefault(name, {})
-            k = tuple(values)
-            row = per_h.get(k)
-            if row is None:
-                per_h[k] = [*(sign * c for c in counts), sign * total]
-            else:
-                for i, c in enumerate(counts):
-                    row[i] += sign * c
-                row[-1] += sign * total
-        sizes = self.sizes
+            _add_row(self.histograms.setdefault(name, {}), tuple(values), counts, total, sign)
         for kind, values, counts, total in state.get("sizes", ()):
-            k = (kind, *values)
-            row = sizes.get(k)
-            if row is None:
-                sizes[k] = [*(sign * c for c in counts), sign * total]
-            else:
-                for i, c in enumerate(counts):
-                    row[i] += sign * c
-                row[-1] += sign * total
+            _add_row(self.sizes, (kind, *values), counts, total, sign)
         if sign > 0:  # not counts: nothing to subtract
             for method, endpoint, status, extra, bucket, *ex in state.get("exemplars", ()):
                 _keep_newest(self.exemplars, (method, endpoint, status, *extra), bucket, ex)
@@ -280,6 +264,19 @@ class _Merged:
             "cpu_exited": self.cpu,
             "merged": self.merged[-_KEEP_MERGED:],
         }
+
+
+def _add_row(
+    table: dict[Any, list[Any]], key: Any, counts: Sequence[int], total: float, sign: int
+) -> None:
+    """Add ``sign`` x (bucket ``counts``, then ``total``) to ``table[key]``'s row."""
+    row = table.get(key)
+    if row is None:
+        table[key] = [*(sign * c for c in counts), sign * total]
+        return
+    for i, c in enumerate(counts):
+        row[i] += sign * c
+    row[-1] += sign * total
 
 
 def _keep_newest(
