@@ -197,20 +197,24 @@ class _Response:
                 resolve = mw.endpoint_resolver
                 if resolve is not None:
                     endpoint = resolve(environ) or UNMATCHED
-            label_key = mw._label_key  # None unless extra request labels are set
-            if label_key is not None:
-                endpoint = label_key(endpoint, environ)
         except Exception:
             mw.collector.internal_error("wsgi.endpoint")
         finally:
             # Also when a BaseException is on its way out: the request must end.
             try:
-                if self.extended:
-                    self._end_extended(token, method, endpoint, status)
-                else:
-                    mw.collector.end(token, method, endpoint, status, self.start)
+                label_key = mw._label_key  # None unless extra request labels are set
+                if label_key is not None:  # also after a resolver fault: the values stay
+                    endpoint = label_key(endpoint, environ)
             except Exception:
-                mw.collector.internal_error("wsgi.observe")
+                mw.collector.internal_error("wsgi.endpoint")
+            finally:
+                try:
+                    if self.extended:
+                        self._end_extended(token, method, endpoint, status)
+                    else:
+                        mw.collector.end(token, method, endpoint, status, self.start)
+                except Exception:
+                    mw.collector.internal_error("wsgi.observe")
 
     extended = False
 

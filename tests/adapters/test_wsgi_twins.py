@@ -285,3 +285,28 @@ def test_the_script_reaches_both_implementations() -> None:
         _run(script, "c")
         _run(script, "python")
     assert calls == ["c", "python"]
+
+
+@pytest.mark.parametrize("implementation", ["c", "python"])
+def test_a_resolver_fault_keeps_the_extra_label_values(implementation: str) -> None:
+    def resolver(environ: dict[str, Any]) -> str:
+        raise Boom("resolver")
+
+    c = MetricsCollector(slow_hooks=())
+    mw = wsgi_module.EventmonMiddleware(
+        lambda environ, start_response: start_response("200 OK", []) or [b"ok"],
+        collector=c,
+        header_labels={"tenant": "X-Tenant"},
+        endpoint_resolver=resolver,
+    )
+    native = wsgi_module._native_response
+    wsgi_module._native_response = native if implementation == "c" else None
+    try:
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/x", "HTTP_X_TENANT": "acme"}
+        result = mw(environ, lambda *a: None)
+        assert list(result) == [b"ok"]
+        result.close()
+    finally:
+        wsgi_module._native_response = native
+    assert [(s.endpoint, s.extra) for s in c.series()] == [("__unmatched__", ("acme",))]
+    assert c.internal_errors() == {"wsgi.endpoint": 1}

@@ -137,6 +137,45 @@ def test_an_evaluation_still_running_after_the_engine_stopped_does_not_lead_agai
         engine.stop()
 
 
+def test_a_resign_during_a_poll_leaves_the_lock_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stop() on one thread while the loop's first poll runs on another (which then
+    makes the lock and takes it): the engine must not end up holding it."""
+    import threading
+
+    from eventmon.alerting._leadership import Leadership
+
+    c = MetricsCollector(slow_hooks=())
+    enable(c, tmp_path / "mp", identity=(101, "s"), is_alive=lambda p, _s: True)
+    try:
+        leadership = Leadership(c)
+        in_poll = threading.Event()
+        original = EvaluatorLock.__init__
+
+        def slow_init(self: EvaluatorLock, directory: Path) -> None:
+            # The first poll is about to make its lock: resign() arrives now.
+            in_poll.set()
+            time.sleep(0.2)
+            original(self, directory)
+
+        monkeypatch.setattr(EvaluatorLock, "__init__", slow_init)
+        loop = threading.Thread(target=leadership.poll)
+        loop.start()
+        assert in_poll.wait(10)
+        leadership.resign()
+        loop.join(10)
+        monkeypatch.setattr(EvaluatorLock, "__init__", original)
+        assert not leadership.leading
+        other = EvaluatorLock(tmp_path / "mp")
+        assert other.poll()  # free for another worker
+        other.release()
+        assert leadership.poll() == (False, False)  # resigned: it stays out
+    finally:
+        disable(c)
+        c.shutdown()
+
+
 def test_a_replaced_lock_file_counts_as_lost(tmp_path: Path) -> None:
     """A directory cleaned while serving must not leave two leaders on two files."""
     a, b = EvaluatorLock(tmp_path), EvaluatorLock(tmp_path)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.openmetrics.parser import (
@@ -38,8 +39,8 @@ class Workers:
         self.alive: set[int] = set()
         self.collectors: dict[int, MetricsCollector] = {}
 
-    def spawn(self, pid: int) -> MetricsCollector:
-        c = MetricsCollector(slow_hooks=(), slow_threshold=0.2)
+    def spawn(self, pid: int, **options: Any) -> MetricsCollector:
+        c = MetricsCollector(slow_hooks=(), slow_threshold=0.2, **options)
         enable(
             c,
             self.directory,
@@ -787,3 +788,19 @@ def test_counter_help_texts_reach_the_merged_page(workers: Workers) -> None:
     workers.kill(102)  # the archive keeps the text
     assert '# HELP tickets_sold_total Tickets sold, by "kind".\n' in render(a).decode()
     promtool_check(render(a))
+
+
+def test_exemplars_of_overflowed_series_are_not_archived(workers: Workers) -> None:
+    a, b = workers.spawn(101), workers.spawn(102, max_label_sets=2, exemplars=True)
+    # b's third series overflows: its exemplar would never be shown
+    current_trace.set(TRACE)
+    try:
+        for ep in ("/a", "/b", "/c"):
+            b.observe("GET", ep, 200, 0.01)
+    finally:
+        current_trace.set(None)
+    b.multiprocess.write()
+    workers.kill(102)
+    render(a)
+    archive = json.loads((workers.directory / "archive.json").read_text())
+    assert sorted(row[1] for row in archive["exemplars"]) == ["/a", "/b"]

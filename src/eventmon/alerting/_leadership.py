@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,6 +34,9 @@ class Leadership:
         self._lock: EvaluatorLock | None = None
         self._leading = False
         self._resigned = False  # stopping: an evaluation still running must not lead again
+        # poll() against resign()/resume() from another thread (stop(), a lifespan's end).
+        self._mutex = threading.Lock()
+        self._mutex_pid = os.getpid()
 
     @property
     def leading(self) -> bool:
@@ -41,8 +45,18 @@ class Leadership:
             return True
         return self._leading and self._lock is not None and self._lock.held
 
+    def _guard(self) -> threading.Lock:
+        if self._mutex_pid != os.getpid():  # a forked child: the parent's may have been held
+            self._mutex = threading.Lock()
+            self._mutex_pid = os.getpid()
+        return self._mutex
+
     def poll(self) -> tuple[bool, bool]:
         """Take or keep the lock if aggregated: (whether to evaluate now, whether that is new)."""
+        with self._guard():
+            return self._poll()
+
+    def _poll(self) -> tuple[bool, bool]:
         if self._resigned:
             return False, False
         agg = self.collector.multiprocess
@@ -70,6 +84,10 @@ class Leadership:
         """Release the lock for good (the engine stops): another worker takes over at
         its next tick, and an evaluation of this engine still running cannot take it
         back. :meth:`resume` undoes it when the engine starts again."""
+        with self._guard():
+            self._resign()
+
+    def _resign(self) -> None:
         self._resigned = True
         lock = self._lock
         if lock is not None:
@@ -80,6 +98,10 @@ class Leadership:
 
     def resume(self) -> None:
         """Let this engine take part in the election again (it starts)."""
+        with self._guard():
+            self._resume()
+
+    def _resume(self) -> None:
         self._resigned = False
         lock = self._lock
         if lock is not None:

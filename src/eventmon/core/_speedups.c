@@ -1007,7 +1007,9 @@ wsgi_record(WSGIResponseObject *self, long status)
     PyObject *method = Py_NewRef(wsgi_fallback_method);
     PyObject *endpoint = Py_NewRef(wsgi_unmatched);
     PyObject *pending = NULL;
-    if (wsgi_labels(self, &method, &endpoint) < 0 || wsgi_label_key(self, &endpoint) < 0)
+    if (wsgi_labels(self, &method, &endpoint) < 0)
+        wsgi_fault(self, str_where_endpoint, &pending);
+    if (wsgi_label_key(self, &endpoint) < 0)  /* also after a resolver fault */
         wsgi_fault(self, str_where_endpoint, &pending);
     if (wsgi_end(self, token, method, endpoint, status) < 0)
         wsgi_fault(self, str_where_observe, &pending);

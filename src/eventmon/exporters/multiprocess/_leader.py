@@ -77,6 +77,7 @@ class EvaluatorLock:
         self._fd: int | None = None
         self._pid = os.getpid()
         self._mutex = threading.Lock()
+        self._mutex_pid = self._pid
         self._closed = False
 
     @property
@@ -91,9 +92,10 @@ class EvaluatorLock:
             return self._poll()
 
     def _guard(self) -> threading.Lock:
-        if self._pid != os.getpid():
+        if self._mutex_pid != os.getpid():
             # A forked child: the parent's mutex may have been held at fork time.
             self._mutex = threading.Lock()
+            self._mutex_pid = os.getpid()
         return self._mutex
 
     def _poll(self) -> bool:
@@ -150,9 +152,11 @@ class EvaluatorLock:
 
     def _release(self) -> None:
         fd, self._fd = self._fd, None
-        if fd is not None and self._pid == os.getpid():
+        if fd is not None:
+            # The last descriptor closed releases the flock. In a forked child this is
+            # its inherited copy: closing it (never LOCK_UN) leaves the parent's hold.
             with contextlib.suppress(OSError):
-                os.close(fd)  # the last descriptor closed releases the flock
+                os.close(fd)
 
 
 def publish_alerts(directory: Path, alerts: list[dict[str, Any]], at: float) -> None:

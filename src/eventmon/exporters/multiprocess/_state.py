@@ -115,7 +115,9 @@ class _Merged:
             _add_row(self.sizes, (kind, *values), counts, total, sign)
         if sign > 0:  # not counts: nothing to subtract
             for method, endpoint, status, extra, bucket, *ex in state.get("exemplars", ()):
-                _keep_newest(self.exemplars, (method, endpoint, status, *extra), bucket, ex)
+                key = (method, endpoint, status, *extra)
+                if key in series:  # else its series overflowed: never shown, not kept
+                    _keep_newest(self.exemplars, key, bucket, ex)
         self.cpu += sign * state.get("cpu_exited", 0.0)
         for token in state.get("merged", ()):
             self.merged.append(token)
@@ -182,9 +184,10 @@ class _Merged:
         for k, row in other.sizes.items():
             acc = self.sizes.get(k)
             self.sizes[k] = list(row) if acc is None else list(map(max, acc, row))
-        for series, held in other.exemplars.items():
-            for bucket, ex in held.items():
-                _keep_newest(self.exemplars, series, bucket, ex)
+        for key, held in other.exemplars.items():
+            if key in self.series:  # joined above; an exemplar without its series is not kept
+                for bucket, ex in held.items():
+                    _keep_newest(self.exemplars, key, bucket, ex)
         self.cpu = max(self.cpu, other.cpu)
         seen = set(self.merged)
         # Tokens only ours are older ones: put them first, where the cap trims.
