@@ -207,6 +207,16 @@ def _engines(
     return engines
 
 
+def _started_leader_first(engines: list[AlertEngine]) -> tuple[AlertEngine, AlertEngine]:
+    """Start two engines; (the one that leads, the other) once one leads."""
+    for e in engines:
+        e.start()
+    _wait(lambda: sum(e.leading for e in engines) == 1)
+    (first,) = [e for e in engines if e.leading]
+    (second,) = [e for e in engines if e is not first]
+    return first, second
+
+
 def test_only_one_worker_notifies(workers: Workers, http_receiver) -> None:
     rule = AlertRule("payment_failing", "payment_failures > 0")
     engines = _engines(workers, http_receiver.url + "/ok", 3, rule)
@@ -248,11 +258,7 @@ def test_the_next_worker_takes_over_when_the_leader_stops(workers: Workers, http
     rule = AlertRule("payment_failing", "payment_failures > 0")
     engines = _engines(workers, http_receiver.url + "/ok", 2, rule)
     try:
-        for e in engines:
-            e.start()
-        _wait(lambda: sum(e.leading for e in engines) == 1)
-        (first,) = [e for e in engines if e.leading]
-        (second,) = [e for e in engines if e is not first]
+        first, second = _started_leader_first(engines)
         first.stop()  # a worker leaving: its lock goes with it
         _wait(lambda: second.leading)
         assert not first.leading
@@ -271,11 +277,7 @@ def test_a_new_leader_carries_on_a_firing_alert_without_sending_it_again(
     rule = AlertRule("queue_backed_up", "queue_depth > 50")
     engines = _engines(workers, http_receiver.url + "/ok", 2, rule, ("queue_depth",))
     try:
-        for e in engines:
-            e.start()
-        _wait(lambda: sum(e.leading for e in engines) == 1)
-        (first,) = [e for e in engines if e.leading]
-        (second,) = [e for e in engines if e is not first]
+        first, second = _started_leader_first(engines)
         queue = workers.collectors[engines.index(second)]
         queue.set_gauge("queue_depth", 80)
         queue.multiprocess.write()
